@@ -1,0 +1,43 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Everything else they need (virtualenv, pinned packages, npm servers, Chromium)
+# is set up here, once, and skipped when already up to date.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+NPM_STAMP := node_modules/.installed
+
+.PHONY: run test chat bench package clean
+
+run: $(VENV)/.runtime
+	$(PY) app.py
+
+test: $(VENV)/.dev $(NPM_STAMP) chromium
+	$(PY) -m pytest
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Browser tests drive Debian's Chromium (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium for the browser tests"; \
+	  $(if $(shell command -v sudo 2>/dev/null),sudo) apt-get update -qq && \
+	  $(if $(shell command -v sudo 2>/dev/null),sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+.PHONY: chromium
+
+clean:
+	rm -rf $(VENV) node_modules dist

@@ -1,0 +1,79 @@
+"""Wiring only: config -> storage -> state -> bot -> turn runner -> adapter -> routes.
+
+Run it with ``python app.py`` (what ``make run`` does) or, as App Service does,
+``gunicorn --worker-class aiohttp.worker.GunicornWebWorker app:APP``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from botbuilder.core import ConversationState, PrivateConversationState, UserState
+from botbuilder.integration.aiohttp import (
+    CloudAdapter,
+    ConfigurationBotFrameworkAuthentication,
+)
+
+from adapter import RetryPolicy, TurnRunner, make_on_turn_error
+from bots import BotSettings, StateBot
+from config import DefaultConfig
+from dialogs import ProfileDialog
+from storage import create_storage
+from web.health import make_health_handler
+from web.messages import make_messages_handler
+
+
+def create_app(config: DefaultConfig) -> web.Application:
+    # Storage is the layer under all state; STORAGE picks the backend.
+    storage = create_storage(config)
+
+    # The three state scopes of "Managing state", all on the same storage.
+    conversation_state = ConversationState(storage)
+    user_state = UserState(storage)
+    private_conversation_state = PrivateConversationState(storage)
+
+    bot = StateBot(
+        conversation_state,
+        user_state,
+        private_conversation_state,
+        storage,
+        ProfileDialog(user_state.create_property("UserProfile"), config.MAX_TEXT_LENGTH),
+        BotSettings(
+            utterance_log_size=config.UTTERANCE_LOG_SIZE,
+            max_text_length=config.MAX_TEXT_LENGTH,
+            state_command_enabled=config.STATE_COMMAND_ENABLED,
+        ),
+    )
+    # Saves every scope at the end of the turn, conditionally, before replies go out.
+    runner = TurnRunner(
+        bot,
+        [conversation_state, user_state, private_conversation_state],
+        storage,
+        RetryPolicy(config.TURN_MAX_RETRIES, config.TURN_RETRY_BASE_DELAY),
+    )
+
+    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
+    adapter.on_turn_error = make_on_turn_error(conversation_state)
+
+    app = web.Application()
+    app.router.add_post(
+        "/api/messages", make_messages_handler(adapter, runner, config.MAX_REQUEST_BYTES)
+    )
+    app.router.add_get("/healthz", make_health_handler(storage))
+
+    async def close_storage(_: web.Application) -> None:
+        await storage.close()
+
+    app.on_cleanup.append(close_storage)
+    return app
+
+
+CONFIG = DefaultConfig.from_env()
+logging.basicConfig(
+    level=CONFIG.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+)
+APP = create_app(CONFIG)
+
+if __name__ == "__main__":
+    web.run_app(APP, host=CONFIG.HOST, port=CONFIG.PORT)

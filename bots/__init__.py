@@ -1,0 +1,3 @@
+from .state_bot import BotSettings, StateBot
+
+__all__ = ["BotSettings", "StateBot"]

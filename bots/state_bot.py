@@ -1,0 +1,264 @@
+"""The state-management bot: the docs' conversation, an echo, and commands.
+
+It shows the three state scopes of "Managing state", each through a property
+accessor (``create_property``), and one record written directly to storage:
+
+* user state          -> ``UserProfile`` (follows the user everywhere)
+* conversation state  -> ``ConversationData``, ``DialogState``, ``PizzaOrder``
+* private conversation state -> ``PrivateConversationData`` (this user here)
+* storage, directly   -> ``UtteranceLog`` (read, change, write back with e_tag)
+
+Saving happens after the turn, in ``adapter/turn_runner.py``: that is the docs'
+``save_changes`` call, done so concurrent turns cannot lose each other's work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import List, Optional
+
+from botbuilder.core import (
+    ActivityHandler,
+    ConversationState,
+    MessageFactory,
+    PrivateConversationState,
+    Storage,
+    TurnContext,
+    UserState,
+)
+from botbuilder.dialogs import Dialog, DialogSet, DialogTurnStatus
+from botbuilder.schema import ActivityTypes, ChannelAccount
+
+from data_models import (
+    ConversationData,
+    PizzaOrder,
+    PrivateConversationData,
+    UserConversations,
+    UserProfile,
+    UtteranceLog,
+)
+from storage import CREATE_ONLY
+
+WELCOME = "Welcome to State Bot Sample. Type anything to get started."
+FORGOTTEN = (
+    "I have deleted everything I stored about you and this conversation: "
+    "your profile, the conversation data and the utterance log."
+)
+
+
+@dataclass(frozen=True)
+class BotSettings:
+    utterance_log_size: int = 20
+    max_text_length: int = 2000
+    state_command_enabled: bool = True
+
+
+def utterance_log_key(context: TurnContext) -> str:
+    return f"{context.activity.channel_id}/conversations/{context.activity.conversation.id}/log"
+
+
+class StateBot(ActivityHandler):
+    def __init__(
+        self,
+        conversation_state: ConversationState,
+        user_state: UserState,
+        private_conversation_state: PrivateConversationState,
+        storage: Storage,
+        profile_dialog: Dialog,
+        settings: BotSettings = BotSettings(),
+    ) -> None:
+        self._conversation_state = conversation_state
+        self._user_state = user_state
+        self._private_state = private_conversation_state
+        self._storage = storage
+        self._settings = settings
+
+        # Property accessors: the only way the bot reads or writes state.
+        self.profile_accessor = user_state.create_property("UserProfile")
+        self.user_conversations_accessor = user_state.create_property("UserConversations")
+        self.conversation_data_accessor = conversation_state.create_property("ConversationData")
+        self.dialog_state_accessor = conversation_state.create_property("DialogState")
+        self.order_accessor = conversation_state.create_property("PizzaOrder")
+        self.private_data_accessor = private_conversation_state.create_property(
+            "PrivateConversationData"
+        )
+
+        self._dialogs = DialogSet(self.dialog_state_accessor)
+        self._dialogs.add(profile_dialog)
+        self._profile_dialog_id = profile_dialog.id
+
+    async def on_members_added_activity(
+        self, members_added: List[ChannelAccount], turn_context: TurnContext
+    ) -> None:
+        recipient_id = turn_context.activity.recipient.id if turn_context.activity.recipient else None
+        if any(member.id != recipient_id for member in members_added):
+            await self._welcome(turn_context)
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        text = (turn_context.activity.text or "").strip()
+        command = " ".join(text.lower().split())
+
+        if command == "forget me":
+            await self._forget(turn_context)
+            await turn_context.send_activity(FORGOTTEN)
+            return
+        if not text:
+            await turn_context.send_activity(
+                "I can only read text, and that message had none. Type anything to continue."
+            )
+            return
+
+        text = text[: self._settings.max_text_length]
+        conversation_data: ConversationData = await self.conversation_data_accessor.get(
+            turn_context, ConversationData
+        )
+        if not conversation_data.welcomed:
+            await self._welcome(turn_context)
+        conversation_data.timestamp = _received_at(turn_context)
+        conversation_data.channel_id = turn_context.activity.channel_id
+
+        private_data = await self.private_data_accessor.get(turn_context, PrivateConversationData)
+        private_data.message_count += 1
+        await self._remember_conversation(turn_context)
+        log = await self._append_to_log(turn_context, text)
+
+        dialog_context = await self._dialogs.create_context(turn_context)
+        if dialog_context.active_dialog is not None:
+            await dialog_context.continue_dialog()
+        elif command == "profile":
+            await dialog_context.begin_dialog(self._profile_dialog_id)
+        elif command == "state":
+            await self._show_state(turn_context, conversation_data, private_data, log)
+        elif command == "order":
+            order = await self.order_accessor.get(turn_context, PizzaOrder)
+            await turn_context.send_activity(order.describe())
+        elif command == "clear order":
+            await self.order_accessor.set(turn_context, PizzaOrder())
+            await turn_context.send_activity(PizzaOrder().describe())
+        elif command.startswith("add ") and text[4:].strip():
+            topping = text[4:].strip()
+            order = await self.order_accessor.get(turn_context, PizzaOrder)
+            order.toppings.append(topping)
+            await turn_context.send_activity(f"Added {topping}. {order.describe()}")
+        else:
+            await self._converse(turn_context, text, conversation_data, log)
+
+    async def on_unrecognized_activity_type(self, turn_context: TurnContext) -> None:
+        # Channels send deleteUserData when a user asks to be forgotten.
+        if turn_context.activity.type == ActivityTypes.delete_user_data:
+            await self._forget(turn_context)
+
+    async def _converse(
+        self,
+        turn_context: TurnContext,
+        text: str,
+        conversation_data: ConversationData,
+        log: UtteranceLog,
+    ) -> None:
+        """The docs' "Save user and conversation data" conversation, word for word."""
+        profile: UserProfile = await self.profile_accessor.get(turn_context, UserProfile)
+        if profile.name is None:
+            if conversation_data.prompted_for_user_name:
+                profile.name = text[: self._settings.max_text_length]
+                await turn_context.send_activity(
+                    f"Thanks {profile.name}. To see conversation data, type anything."
+                )
+                conversation_data.prompted_for_user_name = False
+            else:
+                await turn_context.send_activity("What is your name?")
+                conversation_data.prompted_for_user_name = True
+            return
+        await turn_context.send_activities(
+            [
+                MessageFactory.text(f"{profile.name} sent: {text}"),
+                MessageFactory.text(f"Message received at: {conversation_data.timestamp}"),
+                MessageFactory.text(f"Message received from: {conversation_data.channel_id}"),
+                MessageFactory.text(f"Turn {log.turn_number} of this conversation's utterance log."),
+            ]
+        )
+
+    async def _welcome(self, turn_context: TurnContext) -> None:
+        conversation_data = await self.conversation_data_accessor.get(
+            turn_context, ConversationData
+        )
+        conversation_data.welcomed = True
+        await turn_context.send_activity(WELCOME)
+
+    async def _append_to_log(self, turn_context: TurnContext, text: str) -> UtteranceLog:
+        """ "Write directly to storage": read the item, change it, write it back with
+        the e_tag it was read with. A new log is written create-only, so two first
+        turns cannot both create it; a conflict makes the turn runner retry."""
+        key = utterance_log_key(turn_context)
+        stored = await self._storage.read([key])
+        log: UtteranceLog = stored.get(key) or UtteranceLog(e_tag=CREATE_ONLY)
+        log.append(text, turn_context.activity.id, self._settings.utterance_log_size)
+        await self._storage.write({key: log})
+        return log
+
+    async def _remember_conversation(self, turn_context: TurnContext) -> None:
+        """Note this conversation in user state, so `forget me` can find all of them."""
+        seen: UserConversations = await self.user_conversations_accessor.get(
+            turn_context, UserConversations
+        )
+        seen.add(turn_context.activity.conversation.id)
+
+    async def _show_state(
+        self,
+        turn_context: TurnContext,
+        conversation_data: ConversationData,
+        private_data: PrivateConversationData,
+        log: UtteranceLog,
+    ) -> None:
+        if not self._settings.state_command_enabled:
+            await turn_context.send_activity("The state command is turned off on this bot.")
+            return
+        profile: UserProfile = await self.profile_accessor.get(turn_context, UserProfile)
+        order: PizzaOrder = await self.order_accessor.get(turn_context, PizzaOrder)
+        await turn_context.send_activity(
+            "\n".join(
+                [
+                    "What I store for you and this conversation:",
+                    f"- user state: name={profile.name!r}, age={profile.age!r}",
+                    f"- conversation state: timestamp={conversation_data.timestamp!r}, "
+                    f"channel_id={conversation_data.channel_id!r}, "
+                    f"prompted_for_user_name={conversation_data.prompted_for_user_name}, "
+                    f"{order.describe().lower()}",
+                    f"- private conversation state: you sent {private_data.message_count} "
+                    "message(s) in this conversation",
+                    f"- utterance log: {len(log.utterances)} utterance(s) kept, "
+                    f"turn {log.turn_number}",
+                ]
+            )
+        )
+
+    async def _forget(self, turn_context: TurnContext) -> None:
+        """Delete every record of this user: user state, and the conversation state,
+        private state and utterance log of every conversation the user was in."""
+        seen: UserConversations = await self.user_conversations_accessor.get(
+            turn_context, UserConversations
+        )
+        channel = turn_context.activity.channel_id
+        user_id = turn_context.activity.from_property.id
+        conversation_ids = set(seen.conversation_ids)
+        conversation_ids.add(turn_context.activity.conversation.id)
+        keys = []
+        for conversation_id in conversation_ids:
+            keys += [
+                f"{channel}/conversations/{conversation_id}",
+                f"{channel}/conversations/{conversation_id}/users/{user_id}/"
+                f"{self._private_state.namespace}",
+                f"{channel}/conversations/{conversation_id}/log",
+            ]
+        await self._storage.delete(keys)
+        for state in (self._user_state, self._conversation_state, self._private_state):
+            await state.delete(turn_context)
+
+
+def _received_at(turn_context: TurnContext) -> str:
+    """When the message arrived. Some clients (offline-directline) send no
+    timestamp, so fall back to the time the bot received it, never ``None``."""
+    timestamp: Optional[dt.datetime] = turn_context.activity.timestamp
+    if timestamp is None:
+        timestamp = dt.datetime.now(dt.timezone.utc)
+    return timestamp.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from storage.codec import register_dataclass
+
+
+@register_dataclass
+@dataclass
+class UserProfile:
+    """User state ("Managing state"): follows the user into every conversation."""
+
+    name: Optional[str] = None
+    age: Optional[int] = None

@@ -1,0 +1,3 @@
+from .profile_dialog import ProfileDialog
+
+__all__ = ["ProfileDialog"]

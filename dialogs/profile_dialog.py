@@ -1,0 +1,113 @@
+"""The profile conversation as a waterfall dialog (botbuilder-dialogs).
+
+Each step asks one question; the answers wait in the dialog's own state
+between turns. That dialog state lives in conversation state, so a profile
+half-way through survives a restart of the bot.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from botbuilder.core import MessageFactory, StatePropertyAccessor
+from botbuilder.dialogs import (
+    ComponentDialog,
+    DialogTurnResult,
+    WaterfallDialog,
+    WaterfallStepContext,
+)
+from botbuilder.dialogs.prompts import (
+    ConfirmPrompt,
+    NumberPrompt,
+    PromptOptions,
+    PromptValidatorContext,
+    TextPrompt,
+)
+
+from data_models import UserProfile
+
+MAX_AGE = 150
+
+
+def _describe(name: str, age: Optional[int]) -> str:
+    return f"{name}, {'age not given' if age is None else f'age {age}'}"
+
+
+class ProfileDialog(ComponentDialog):
+    def __init__(self, profile_accessor: StatePropertyAccessor, max_name_length: int) -> None:
+        super().__init__(ProfileDialog.__name__)
+        self._profile_accessor = profile_accessor
+        self._max_name_length = max_name_length
+
+        self.add_dialog(
+            WaterfallDialog(
+                WaterfallDialog.__name__,
+                [self._name_step, self._age_step, self._confirm_step, self._save_step],
+            )
+        )
+        self.add_dialog(TextPrompt(TextPrompt.__name__, self._name_validator))
+        self.add_dialog(NumberPrompt(NumberPrompt.__name__, self._age_validator))
+        self.add_dialog(ConfirmPrompt(ConfirmPrompt.__name__))
+        self.initial_dialog_id = WaterfallDialog.__name__
+
+    async def _name_step(self, step: WaterfallStepContext) -> DialogTurnResult:
+        return await step.prompt(
+            TextPrompt.__name__,
+            PromptOptions(
+                prompt=MessageFactory.text("What is your name?"),
+                retry_prompt=MessageFactory.text(
+                    f"Please type a name of 1 to {self._max_name_length} characters."
+                ),
+            ),
+        )
+
+    async def _age_step(self, step: WaterfallStepContext) -> DialogTurnResult:
+        step.values["name"] = step.result.strip()
+        return await step.prompt(
+            NumberPrompt.__name__,
+            PromptOptions(
+                prompt=MessageFactory.text("How old are you? (type 'skip' to leave it out)"),
+                retry_prompt=MessageFactory.text(
+                    f"Please enter your age as a whole number from 1 to {MAX_AGE}, or 'skip'."
+                ),
+            ),
+        )
+
+    async def _confirm_step(self, step: WaterfallStepContext) -> DialogTurnResult:
+        step.values["age"] = None if step.result is None else int(step.result)
+        return await step.prompt(
+            ConfirmPrompt.__name__,
+            PromptOptions(
+                prompt=MessageFactory.text(
+                    f"Save this profile? {_describe(step.values['name'], step.values['age'])}"
+                )
+            ),
+        )
+
+    async def _save_step(self, step: WaterfallStepContext) -> DialogTurnResult:
+        if step.result:
+            profile: UserProfile = await self._profile_accessor.get(step.context, UserProfile)
+            profile.name = step.values["name"]
+            profile.age = step.values["age"]
+            await step.context.send_activity(
+                f"Profile saved: {_describe(profile.name, profile.age)}."
+            )
+        else:
+            await step.context.send_activity("Nothing was changed.")
+        return await step.end_dialog()
+
+    async def _name_validator(self, prompt: PromptValidatorContext) -> bool:
+        name = (prompt.recognized.value or "").strip()
+        return prompt.recognized.succeeded and 0 < len(name) <= self._max_name_length
+
+    @staticmethod
+    async def _age_validator(prompt: PromptValidatorContext) -> bool:
+        text = (prompt.context.activity.text or "").strip().lower()
+        if text == "skip":
+            return True
+        value = prompt.recognized.value
+        return (
+            prompt.recognized.succeeded
+            and float(value).is_integer()
+            and 0 < value <= MAX_AGE
+        )

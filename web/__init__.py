@@ -1,0 +1,1 @@
+"""The HTTP routes: /api/messages, /healthz and the development-only state view."""
