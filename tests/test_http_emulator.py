@@ -1,0 +1,28 @@
+"""The bot over HTTP as the Emulator talks to it: a real process, a real channel."""
+
+from __future__ import annotations
+
+from bots.state_bot import WELCOME
+from tests.live_bot import BotProcess, ChannelServer, EmulatorClient
+
+
+def test_conversation_and_dialog_survive_a_restart(tmp_path):
+    env = {"STORAGE": "sqlite", "SQLITE_PATH": str(tmp_path / "state.sqlite3")}
+    with ChannelServer() as channel, BotProcess(env) as bot:
+        client = EmulatorClient(bot.url, channel)
+        assert client.join() == [WELCOME]
+        assert client.say("hi") == ["What is your name?"]
+        assert client.say("Grace") == ["Thanks Grace. To see conversation data, type anything."]
+        replies = client.say("hello")
+        assert replies[0] == "Grace sent: hello"
+        assert replies[2] == "Message received from: emulator"
+        assert client.say("profile") == ["What is your name?"]
+        assert client.say("Grace Hopper") == ["How old are you? (type 'skip' to leave it out)"]
+
+        bot.restart()
+
+        # The user's name (user state) and the unfinished dialog (conversation
+        # state) were both in the SQLite file, not in the process.
+        assert client.say("85") == ["Save this profile? Grace Hopper, age 85"]
+        assert client.say("yes") == ["Profile saved: Grace Hopper, age 85."]
+        assert client.say("again")[0] == "Grace Hopper sent: again"
