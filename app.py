@@ -38,7 +38,7 @@ def create_app(config: DefaultConfig) -> web.Application:
         user_state,
         private_conversation_state,
         storage,
-        ProfileDialog(user_state.create_property("UserProfile"), config.MAX_TEXT_LENGTH),
+        ProfileDialog(user_state.create_property("UserProfile"), BotSettings.max_name_length),
         BotSettings(
             utterance_log_size=config.UTTERANCE_LOG_SIZE,
             max_text_length=config.MAX_TEXT_LENGTH,
@@ -48,7 +48,7 @@ def create_app(config: DefaultConfig) -> web.Application:
     # Saves every scope at the end of the turn, conditionally, before replies go out.
     runner = TurnRunner(
         bot,
-        [conversation_state, user_state, private_conversation_state],
+        bot.states,
         storage,
         RetryPolicy(config.TURN_MAX_RETRIES, config.TURN_RETRY_BASE_DELAY),
     )

@@ -35,6 +35,8 @@ def make_on_turn_error(conversation_state: ConversationState):
                 )
             )
         try:
+            # load first: the SDK's delete expects this turn's cached copy to exist.
+            await conversation_state.load(context)
             await conversation_state.delete(context)
         except Exception as delete_error:  # the store may be what failed
             logger.error("could not clear conversation state: %s", delete_error)

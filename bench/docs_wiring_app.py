@@ -33,7 +33,7 @@ from botbuilder.integration.aiohttp import (  # noqa: E402
     ConfigurationBotFrameworkAuthentication,
 )
 
-from bots import StateBot  # noqa: E402
+from bots import BotSettings, StateBot  # noqa: E402
 from config import DefaultConfig  # noqa: E402
 from dialogs import ProfileDialog  # noqa: E402
 
@@ -62,7 +62,7 @@ def create_app(config: DefaultConfig) -> web.Application:
             user_state,
             private_state,
             storage,
-            ProfileDialog(user_state.create_property("UserProfile"), config.MAX_TEXT_LENGTH),
+            ProfileDialog(user_state.create_property("UserProfile"), BotSettings.max_name_length),
         ),
         [conversation_state, user_state, private_state],
     )

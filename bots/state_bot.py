@@ -20,6 +20,7 @@ from typing import List, Optional
 
 from botbuilder.core import (
     ActivityHandler,
+    BotState,
     ConversationState,
     MessageFactory,
     PrivateConversationState,
@@ -51,6 +52,7 @@ FORGOTTEN = (
 class BotSettings:
     utterance_log_size: int = 20
     max_text_length: int = 2000
+    max_name_length: int = 100
     state_command_enabled: bool = True
 
 
@@ -87,6 +89,11 @@ class StateBot(ActivityHandler):
         self._dialogs = DialogSet(self.dialog_state_accessor)
         self._dialogs.add(profile_dialog)
         self._profile_dialog_id = profile_dialog.id
+
+    @property
+    def states(self) -> List[BotState]:
+        """The state scopes this bot uses, for whoever saves them at the end of the turn."""
+        return [self._conversation_state, self._user_state, self._private_state]
 
     async def on_members_added_activity(
         self, members_added: List[ChannelAccount], turn_context: TurnContext
@@ -160,7 +167,7 @@ class StateBot(ActivityHandler):
         profile: UserProfile = await self.profile_accessor.get(turn_context, UserProfile)
         if profile.name is None:
             if conversation_data.prompted_for_user_name:
-                profile.name = text[: self._settings.max_text_length]
+                profile.name = text[: self._settings.max_name_length]
                 await turn_context.send_activity(
                     f"Thanks {profile.name}. To see conversation data, type anything."
                 )
@@ -251,7 +258,10 @@ class StateBot(ActivityHandler):
                 f"{channel}/conversations/{conversation_id}/log",
             ]
         await self._storage.delete(keys)
+        # Also drop this turn's cached copies (load first: the SDK's delete expects
+        # a cache), so nothing is written back when the turn ends.
         for state in (self._user_state, self._conversation_state, self._private_state):
+            await state.load(turn_context)
             await state.delete(turn_context)
 
 

@@ -46,11 +46,18 @@ def etag_of(item: Any) -> Optional[str]:
 
 
 def with_etag(item: Any, e_tag: str) -> Any:
-    """Hand the stored e_tag to the item that was read, where the SDK expects it."""
+    """Hand the stored e_tag to the item that was read, where the SDK expects it:
+    a dict key, or an attribute (set even on objects that are not declared
+    StoreItems, so writing back what was read is always conditional)."""
     if isinstance(item, dict):
         item["e_tag"] = e_tag
-    elif hasattr(item, "e_tag"):
-        item.e_tag = e_tag
+    elif isinstance(item, list):
+        return item
+    else:
+        try:
+            item.e_tag = e_tag
+        except AttributeError:
+            pass
     return item
 
 

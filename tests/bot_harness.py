@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from botbuilder.core import ConversationState, PrivateConversationState, UserState
 from botbuilder.core.adapters import TestAdapter
-from botbuilder.schema import ChannelAccount, ConversationAccount, ConversationReference
+from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
 from adapter import RetryPolicy, TurnRunner
 from bots import BotSettings, StateBot
@@ -12,29 +12,30 @@ from dialogs import ProfileDialog
 from storage.json_storage import JsonStorage
 
 
-def build_runner(storage: JsonStorage, settings: BotSettings = BotSettings()) -> TurnRunner:
-    conversation_state = ConversationState(storage)
+def build_bot(storage: JsonStorage, settings: BotSettings = BotSettings()) -> StateBot:
     user_state = UserState(storage)
-    private_state = PrivateConversationState(storage)
-    bot = StateBot(
-        conversation_state,
+    return StateBot(
+        ConversationState(storage),
         user_state,
-        private_state,
+        PrivateConversationState(storage),
         storage,
-        ProfileDialog(user_state.create_property("UserProfile"), settings.max_text_length),
+        ProfileDialog(user_state.create_property("UserProfile"), settings.max_name_length),
         settings,
     )
-    return TurnRunner(bot, [conversation_state, user_state, private_state], storage, RetryPolicy())
 
 
-def conversation_reference(
-    conversation_id: str = "conversation-1", user_id: str = "user-1"
-) -> ConversationReference:
-    return ConversationReference(
+def build_runner(storage: JsonStorage, settings: BotSettings = BotSettings()) -> TurnRunner:
+    bot = build_bot(storage, settings)
+    return TurnRunner(bot, bot.states, storage, RetryPolicy())
+
+
+def activity_template(conversation_id: str = "conversation-1", user_id: str = "user-1") -> Activity:
+    """What every test activity starts from (a plain ``"test"`` channel id, not the SDK's enum)."""
+    return Activity(
         channel_id="test",
         service_url="https://test.invalid",
-        user=ChannelAccount(id=user_id, name="User"),
-        bot=ChannelAccount(id="bot", name="Bot"),
+        from_property=ChannelAccount(id=user_id, name="User"),
+        recipient=ChannelAccount(id="bot", name="Bot"),
         conversation=ConversationAccount(id=conversation_id),
     )
 
@@ -42,6 +43,6 @@ def conversation_reference(
 def build_test_adapter(
     storage: JsonStorage,
     settings: BotSettings = BotSettings(),
-    reference: ConversationReference | None = None,
+    template: Activity | None = None,
 ) -> TestAdapter:
-    return TestAdapter(build_runner(storage, settings).on_turn, reference or conversation_reference())
+    return TestAdapter(build_runner(storage, settings).on_turn, template or activity_template())

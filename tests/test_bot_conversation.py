@@ -25,3 +25,137 @@ async def test_docs_conversation_word_for_word():
     flow = await flow.assert_reply(lambda activity, _: TIMESTAMP.match(activity.text) or None)
     flow = await flow.assert_reply("Message received from: test")
     await flow.assert_reply("Turn 3 of this conversation's utterance log.")
+
+
+async def _named_user(adapter, name: str = "Ada"):
+    flow = await adapter.send("hi")
+    flow = await flow.assert_reply(WELCOME)
+    flow = await flow.assert_reply("What is your name?")
+    return await (await flow.send(name)).assert_reply(
+        f"Thanks {name}. To see conversation data, type anything."
+    )
+
+
+async def test_profile_dialog_reprompts_invalid_age_then_saves():
+    store = MemoryStore()
+    adapter = build_test_adapter(store)
+    flow = await _named_user(adapter)
+    flow = await (await flow.send("profile")).assert_reply("What is your name?")
+    flow = await (await flow.send("Ada Lovelace")).assert_reply(
+        "How old are you? (type 'skip' to leave it out)"
+    )
+    retry = "Please enter your age as a whole number from 1 to 150, or 'skip'."
+    flow = await (await flow.send("very old")).assert_reply(retry)
+    flow = await (await flow.send("-4")).assert_reply(retry)
+    flow = await (await flow.send("36.5")).assert_reply(retry)
+    flow = await (await flow.send("36")).assert_reply("Save this profile? Ada Lovelace, age 36 (1) Yes or (2) No")
+    flow = await (await flow.send("yes")).assert_reply("Profile saved: Ada Lovelace, age 36.")
+    flow = await (await flow.send("state")).assert_reply(
+        lambda activity, _: "name='Ada Lovelace', age=36" in activity.text or None
+    )
+    await (await flow.send("hello")).assert_reply("Ada Lovelace sent: hello")
+
+
+async def test_profile_dialog_skip_age_and_decline():
+    adapter = build_test_adapter(MemoryStore())
+    flow = await _named_user(adapter)
+    flow = await (await flow.send("profile")).assert_reply("What is your name?")
+    flow = await (await flow.send("Bo")).assert_reply(
+        "How old are you? (type 'skip' to leave it out)"
+    )
+    flow = await (await flow.send("skip")).assert_reply("Save this profile? Bo, age not given (1) Yes or (2) No")
+    flow = await (await flow.send("no")).assert_reply("Nothing was changed.")
+    await (await flow.send("hello")).assert_reply("Ada sent: hello")
+
+
+async def test_pizza_order_commands_work_without_a_name():
+    adapter = build_test_adapter(MemoryStore())
+    flow = await adapter.send("order")
+    flow = await flow.assert_reply(WELCOME)
+    flow = await flow.assert_reply("Order: (empty)")
+    flow = await (await flow.send("add mushrooms")).assert_reply(
+        "Added mushrooms. Order: mushrooms"
+    )
+    flow = await (await flow.send("Add  extra cheese")).assert_reply(
+        "Added extra cheese. Order: mushrooms, extra cheese"
+    )
+    flow = await (await flow.send("order")).assert_reply("Order: mushrooms, extra cheese")
+    flow = await (await flow.send("clear order")).assert_reply("Order: (empty)")
+    await (await flow.send("hi")).assert_reply("What is your name?")
+
+
+async def test_state_command_shows_all_three_scopes_and_the_log():
+    adapter = build_test_adapter(MemoryStore(), BotSettings(utterance_log_size=3))
+    flow = await _named_user(adapter, "Cy")
+    for text in ("one", "two", "three"):
+        flow = await flow.send(text)
+        for _ in range(4):
+            flow = await flow.assert_reply(lambda activity, _: activity.text or None)
+
+    def check(activity, _):
+        text = activity.text
+        assert "user state: name='Cy', age=None" in text
+        assert "channel_id='test'" in text
+        assert "you sent 6 message(s) in this conversation" in text
+        # The log is bounded: 6 turns logged, only the last 3 utterances kept.
+        assert "utterance log: 3 utterance(s) kept, turn 6" in text
+
+    await (await flow.send("state")).assert_reply(check)
+
+
+async def test_state_command_can_be_turned_off():
+    adapter = build_test_adapter(MemoryStore(), BotSettings(state_command_enabled=False))
+    flow = await (await adapter.send("state")).assert_reply(WELCOME)
+    await flow.assert_reply("The state command is turned off on this bot.")
+
+
+async def test_forget_me_deletes_everything_and_starts_over():
+    store = MemoryStore()
+    adapter = build_test_adapter(store)
+    flow = await _named_user(adapter)
+    flow = await (await flow.send("add ham")).assert_reply("Added ham. Order: ham")
+    assert any("users/user-1" in key for key in store.keys())
+    flow = await (await flow.send("forget me")).assert_reply(FORGOTTEN)
+    assert store.keys() == []
+    flow = await flow.send("hello again")
+    flow = await flow.assert_reply(WELCOME)
+    await flow.assert_reply("What is your name?")
+
+
+async def test_delete_user_data_activity_deletes_everything():
+    from botbuilder.schema import Activity, ActivityTypes
+
+    store = MemoryStore()
+    adapter = build_test_adapter(store)
+    await _named_user(adapter)
+    assert store.keys()
+    await adapter.process_activity(
+        Activity(type=ActivityTypes.delete_user_data), adapter.logic
+    )
+    assert store.keys() == []
+
+
+async def test_message_without_text_gets_a_clear_reply_and_changes_nothing():
+    from botbuilder.schema import Activity, ActivityTypes, Attachment
+
+    store = MemoryStore()
+    adapter = build_test_adapter(store)
+    flow = await adapter.send(
+        Activity(
+            type=ActivityTypes.message,
+            attachments=[Attachment(content_type="image/png", content_url="https://x.invalid/a.png")],
+        )
+    )
+    await flow.assert_reply(
+        "I can only read text, and that message had none. Type anything to continue."
+    )
+    assert store.keys() == []
+
+
+async def test_long_text_is_bounded_before_it_is_stored():
+    store = MemoryStore()
+    adapter = build_test_adapter(store, BotSettings(max_text_length=10, max_name_length=4))
+    flow = await (await adapter.send("hi")).assert_reply(WELCOME)
+    flow = await (await flow.assert_reply("What is your name?")).send("N" * 30)
+    flow = await flow.assert_reply("Thanks NNNN. To see conversation data, type anything.")
+    await (await flow.send("x" * 50)).assert_reply("NNNN sent: xxxxxxxxxx")
