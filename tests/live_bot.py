@@ -137,6 +137,9 @@ class BotProcess:
         self._command = command or [sys.executable, str(PROJECT_ROOT / "app.py")]
         self._env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("Microsoft", "COSMOS_", "BLOB_", "TABLE_"))},
+            # Set, even if empty, so a developer's .env cannot fill them in.
+            "MicrosoftAppId": "",
+            "MicrosoftAppPassword": "",
             "HOST": "127.0.0.1",
             "PORT": str(self.port),
             "PYTHONUNBUFFERED": "1",
