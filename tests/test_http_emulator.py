@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bots.state_bot import WELCOME
 from tests.live_bot import BotProcess, ChannelServer, EmulatorClient
 
 
-def test_conversation_and_dialog_survive_a_restart(tmp_path):
-    env = {"STORAGE": "sqlite", "SQLITE_PATH": str(tmp_path / "state.sqlite3")}
-    with ChannelServer() as channel, BotProcess(env) as bot:
+@pytest.mark.parametrize("backend", ["sqlite", "cosmos", "blob", "table"])
+def test_conversation_and_dialog_survive_a_restart(backend, backend_env):
+    """The docs' conversation on each persistent store, with the bot process
+    stopped and started again half-way through a dialog."""
+    with ChannelServer() as channel, BotProcess(backend_env(backend)) as bot:
         client = EmulatorClient(bot.url, channel)
         assert client.join() == [WELCOME]
         assert client.say("hi") == ["What is your name?"]
