@@ -16,7 +16,9 @@ your bot" answers with three ideas, all here:
    save, the user gets one clear "busy" message and nothing changes.
 
 Turns of one conversation in this process also queue behind each other, so
-conflicts (and retries) only come from other processes.
+conflicts (and retries) only come from other processes. The lock is not
+re-entrant: a bot must not start another turn of its own conversation (e.g. a
+proactive ``continue_conversation``) from inside a turn.
 
 The bot does not know this exists: it reads and writes state through accessors
 as the docs show. This runner is the ``save_changes`` at the end of the turn.
@@ -62,12 +64,27 @@ UNSAFE_MESSAGE = (
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How often a conflicting turn is run again, and how long to wait in between.
+
+    ``max_retries`` is retries after the first attempt (0 = never retry). The wait
+    is capped so that a generous retry count cannot turn into minutes of sleep."""
+
     max_retries: int = 5
     base_delay_seconds: float = 0.02
+    max_delay_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0:
+            raise ValueError(f"TURN_MAX_RETRIES must be 0 or more, got {self.max_retries}")
+        if self.base_delay_seconds < 0:
+            raise ValueError(
+                f"TURN_RETRY_BASE_DELAY must be 0 or more, got {self.base_delay_seconds}"
+            )
 
     def delay(self, attempt: int) -> float:
-        """Full jitter: a random wait up to base * 2^attempt, so retriers spread out."""
-        return random.uniform(0, self.base_delay_seconds * (2**attempt))
+        """Full jitter: a random wait up to base * 2^attempt (capped), so retriers spread out."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** min(attempt, 32))
+        return random.uniform(0, ceiling)
 
 
 class _BufferingAdapter(BotAdapter):
@@ -109,6 +126,12 @@ class TurnRunner(Bot):
         )
 
     async def on_turn(self, context: TurnContext) -> None:
+        """Run the turn until its state is saved, then send its replies.
+
+        A StorageError (reading or saving) ends the turn with one message that
+        says why: the failed attempt's replies are dropped, its scopes unsaved. Any other
+        exception from the bot propagates to the adapter's ``on_turn_error``,
+        with the failed attempt's replies and state changes dropped."""
         async with self._lock_for(context):
             try:
                 await self._run_with_retries(context)
@@ -116,6 +139,9 @@ class TurnRunner(Bot):
                 await self._explain_storage_error(context, error)
 
     def _lock_for(self, context: TurnContext) -> asyncio.Lock:
+        """One lock per conversation, kept only while a turn holds or awaits it:
+        every holder keeps a strong reference, so an idle lock is collected and
+        the table cannot grow with the number of conversations ever seen."""
         conversation = context.activity.conversation
         key = f"{context.activity.channel_id}/{conversation.id if conversation else ''}"
         lock = self._conversation_locks.get(key)
@@ -130,8 +156,9 @@ class TurnRunner(Bot):
                 await asyncio.sleep(self._policy.delay(attempt))
             attempt_context, outbox = self._attempt_context(context)
             try:
+                read_etags = await self._load(attempt_context)
                 await self._bot.on_turn(attempt_context)
-                await self._save(attempt_context)
+                await self._save(attempt_context, read_etags)
             except PreconditionFailedError as conflict:
                 logger.info("turn conflict (attempt %d): %s", attempt + 1, conflict)
                 continue
@@ -150,16 +177,33 @@ class TurnRunner(Bot):
         attempt.turn_state.update(context.turn_state)
         return attempt, outbox
 
-    async def _save(self, context: TurnContext) -> None:
-        """Save every changed scope in one write, each conditional on what was read."""
+    async def _load(self, context: TurnContext) -> Dict[str, str]:
+        """Load every scope and note the e_tag each was read with (CREATE_ONLY if
+        it did not exist). The note survives ``clear_state``, which replaces the
+        cached state and its e_tag with an empty dict."""
+        read_etags: Dict[str, str] = {}
+        for state in self._states:
+            await state.load(context)
+            cached = state.get_cached_state(context)
+            read_etags[state.get_storage_key(context)] = cached.state.get("e_tag") or CREATE_ONLY
+        return read_etags
+
+    async def _save(self, context: TurnContext, read_etags: Dict[str, str]) -> None:
+        """Save every changed scope in one write, each conditional on what was read.
+
+        A scope the bot deleted has no cached state and is not written back. A
+        scope the bot reloaded itself carries the newer e_tag it read."""
         changes: Dict[str, dict] = {}
         for state in self._states:
             cached = state.get_cached_state(context)
             if cached is None or not cached.is_changed:
                 continue
-            document = dict(cached.state)
-            document.setdefault("e_tag", CREATE_ONLY)
-            changes[state.get_storage_key(context)] = document
+            key = state.get_storage_key(context)
+            expected = cached.state.get("e_tag") or read_etags.get(key, CREATE_ONLY)
+            document = {name: value for name, value in cached.state.items() if name != "e_tag"}
+            if not document and expected == CREATE_ONLY:
+                continue  # the SDK marks a scope that was never stored "changed"; nothing to create
+            changes[key] = {**document, "e_tag": expected}
         await self._storage.write(changes)
 
     @staticmethod
