@@ -31,10 +31,11 @@ import logging
 import random
 import uuid
 import weakref
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from botbuilder.core import Bot, BotAdapter, BotState, TurnContext
+from botbuilder.core import Bot, BotAdapter, BotState, Storage, TurnContext
 from botbuilder.schema import Activity, ConversationReference, ResourceResponse
 
 from storage import (
@@ -85,6 +86,42 @@ class RetryPolicy:
         """Full jitter: a random wait up to base * 2^attempt (capped), so retriers spread out."""
         ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** min(attempt, 32))
         return random.uniform(0, ceiling)
+
+
+# The direct writes of the attempt running in this task (see TurnScopedStorage).
+_staged_writes: ContextVar[Optional[Dict[str, Any]]] = ContextVar("staged_writes", default=None)
+
+
+class TurnScopedStorage(Storage):
+    """The storage the bot writes to directly ("Write directly to storage").
+
+    During a turn run by TurnRunner, its writes are held and saved by the runner
+    in the same conditional write as the state scopes, so a turn that is retried,
+    or ends busy, leaves nothing behind (a log never records an utterance twice).
+    Outside such a turn, and for reads and deletes, it is the store itself."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    async def read(self, keys: List[str]) -> Dict[str, Any]:
+        items = await self._storage.read(keys)
+        staged = _staged_writes.get()
+        if staged:
+            items.update({key: staged[key] for key in keys if key in staged})
+        return items
+
+    async def write(self, changes: Dict[str, Any]) -> None:
+        staged = _staged_writes.get()
+        if staged is None:
+            await self._storage.write(changes)
+        else:
+            staged.update(changes)
+
+    async def delete(self, keys: List[str]) -> None:
+        staged = _staged_writes.get()
+        for key in keys if staged else ():
+            staged.pop(key, None)
+        await self._storage.delete(keys)
 
 
 class _BufferingAdapter(BotAdapter):
@@ -155,13 +192,16 @@ class TurnRunner(Bot):
             if attempt:
                 await asyncio.sleep(self._policy.delay(attempt))
             attempt_context, outbox = self._attempt_context(context)
+            staged = _staged_writes.set({})
             try:
                 read_etags = await self._load(attempt_context)
                 await self._bot.on_turn(attempt_context)
-                await self._save(attempt_context, read_etags)
+                await self._save(attempt_context, read_etags, _staged_writes.get())
             except PreconditionFailedError as conflict:
                 logger.info("turn conflict (attempt %d): %s", attempt + 1, conflict)
                 continue
+            finally:
+                _staged_writes.reset(staged)
             replies = outbox.outbox + attempt_context.buffered_reply_activities
             if replies:
                 await context.send_activities(replies)
@@ -188,12 +228,15 @@ class TurnRunner(Bot):
             read_etags[state.get_storage_key(context)] = cached.state.get("e_tag") or CREATE_ONLY
         return read_etags
 
-    async def _save(self, context: TurnContext, read_etags: Dict[str, str]) -> None:
-        """Save every changed scope in one write, each conditional on what was read.
+    async def _save(
+        self, context: TurnContext, read_etags: Dict[str, str], direct_writes: Dict[str, Any]
+    ) -> None:
+        """Save every changed scope, and the bot's direct writes, in one write,
+        each conditional on what was read.
 
         A scope the bot deleted has no cached state and is not written back. A
         scope the bot reloaded itself carries the newer e_tag it read."""
-        changes: Dict[str, dict] = {}
+        changes: Dict[str, Any] = dict(direct_writes)
         for state in self._states:
             cached = state.get_cached_state(context)
             if cached is None or not cached.is_changed:

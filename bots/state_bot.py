@@ -195,11 +195,12 @@ class StateBot(ActivityHandler):
     async def _append_to_log(self, turn_context: TurnContext, text: str) -> UtteranceLog:
         """ "Write directly to storage": read the item, change it, write it back with
         the e_tag it was read with. A new log is written create-only, so two first
-        turns cannot both create it; a conflict makes the turn runner retry."""
+        turns cannot both create it. If another turn changed the log in between,
+        the write fails and the turn runner runs the turn again."""
         key = utterance_log_key(turn_context)
         stored = await self._storage.read([key])
         log: UtteranceLog = stored.get(key) or UtteranceLog(e_tag=CREATE_ONLY)
-        log.append(text, turn_context.activity.id, self._settings.utterance_log_size)
+        log.append(text, self._settings.utterance_log_size)
         await self._storage.write({key: log})
         return log
 

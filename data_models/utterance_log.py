@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List
 
 from storage.codec import register_dataclass
 
@@ -17,14 +17,10 @@ class UtteranceLog:
 
     utterances: List[str] = field(default_factory=list)
     turn_number: int = 0
-    # The activity last appended: a turn that the turn runner retries finds its
-    # utterance already logged and does not log it twice.
-    last_activity_id: Optional[str] = None
     e_tag: str = "*"
 
-    def append(self, text: str, activity_id: Optional[str], keep_last: int) -> None:
-        if activity_id is not None and activity_id == self.last_activity_id:
-            return
+    def append(self, text: str, keep_last: int) -> None:
+        """Count the turn and keep only the last ``keep_last`` utterances, so a long
+        conversation never grows the record without limit."""
         self.turn_number += 1
         self.utterances = (self.utterances + [text])[-keep_last:] if keep_last > 0 else []
-        self.last_activity_id = activity_id

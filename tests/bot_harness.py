@@ -6,7 +6,7 @@ from botbuilder.core import ConversationState, PrivateConversationState, UserSta
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
-from adapter import RetryPolicy, TurnRunner
+from adapter import RetryPolicy, TurnRunner, TurnScopedStorage
 from bots import BotSettings, StateBot
 from dialogs import ProfileDialog
 from storage.json_storage import JsonStorage
@@ -18,7 +18,7 @@ def build_bot(storage: JsonStorage, settings: BotSettings = BotSettings()) -> St
         ConversationState(storage),
         user_state,
         PrivateConversationState(storage),
-        storage,
+        TurnScopedStorage(storage),
         ProfileDialog(user_state.create_property("UserProfile"), settings.max_name_length),
         settings,
     )

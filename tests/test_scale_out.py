@@ -101,8 +101,11 @@ def test_two_processes_lose_no_update_and_reply_only_what_was_saved(tmp_path, ch
             for text in texts
         )
         assert shown == list(range(1, CLIENTS + 1))
-        # The utterance log is written by the bot directly; report what it holds.
-        print(f"utterance log: turn {log.turn_number} after {CLIENTS + 2} messages")
+        # The utterance log, written by the bot directly, was saved with the state:
+        # each message counted once (an `order` before and after the race), none twice.
+        assert log.turn_number == CLIENTS + 2
+        assert log.utterances[-1] == "order"
+        assert len(set(log.utterances[:-1])) == len(log.utterances) - 1
     # Not vacuous: the processes really did collide and threw attempts away.
     assert races[-1][1] > 0
 
@@ -126,6 +129,9 @@ def test_without_retries_the_losers_are_told_busy_and_change_nothing(tmp_path, c
         assert sorted(result.final_order) == sorted(result.acknowledged)
         assert result.lost == [] and result.unsaved_replies == []
         assert result.channel_replies == CLIENTS
+        # A busy turn changed nothing, the utterance log included.
+        _, log = stored(tmp_path / "shared.sqlite3", result.conversation_id)
+        assert log.turn_number == 2 + len(result.acknowledged)
     assert races[-1][0].busy, "no race produced a conflict"
 
 
