@@ -57,6 +57,8 @@ class DefaultConfig:
 
     STORAGE: str = "sqlite"
     SQLITE_PATH: str = str(PROJECT_ROOT / "data" / "bot-state.sqlite3")
+    # How long a write waits for another process's lock before the store counts as unavailable.
+    SQLITE_BUSY_TIMEOUT: float = 5.0
 
     COSMOS_DB_URI: str = ""
     COSMOS_DB_PRIMARY_KEY: str = field(default="", repr=False)
@@ -98,6 +100,7 @@ class DefaultConfig:
             APP_TENANTID=env.get("MicrosoftAppTenantId", "").strip(),
             STORAGE=(env.get("STORAGE", "").strip().lower() or cls.STORAGE),
             SQLITE_PATH=env.get("SQLITE_PATH", "").strip() or cls.SQLITE_PATH,
+            SQLITE_BUSY_TIMEOUT=_float(env, "SQLITE_BUSY_TIMEOUT", cls.SQLITE_BUSY_TIMEOUT),
             COSMOS_DB_URI=env.get("COSMOS_DB_URI", "").strip(),
             COSMOS_DB_PRIMARY_KEY=env.get("COSMOS_DB_PRIMARY_KEY", "").strip(),
             COSMOS_DB_DATABASE_ID=env.get("COSMOS_DB_DATABASE_ID", "").strip()

@@ -13,7 +13,7 @@ from .json_storage import JsonStorage
 def _sqlite(config: DefaultConfig) -> JsonStorage:
     from .sqlite_storage import SqliteStorage
 
-    return SqliteStorage(config.SQLITE_PATH)
+    return SqliteStorage(config.SQLITE_PATH, config.SQLITE_BUSY_TIMEOUT)
 
 
 def _memory(config: DefaultConfig) -> JsonStorage:
@@ -22,9 +22,30 @@ def _memory(config: DefaultConfig) -> JsonStorage:
     return MemoryStore()
 
 
+def _cosmos(config: DefaultConfig) -> JsonStorage:
+    from .cosmos_storage import CosmosDbStorage
+
+    return CosmosDbStorage.from_config(config)
+
+
+def _blob(config: DefaultConfig) -> JsonStorage:
+    from .blob_storage import AzureBlobStorage
+
+    return AzureBlobStorage.from_config(config)
+
+
+def _table(config: DefaultConfig) -> JsonStorage:
+    from .table_storage import AzureTableStorage
+
+    return AzureTableStorage.from_config(config)
+
+
 BACKENDS: Dict[str, Callable[[DefaultConfig], JsonStorage]] = {
     "sqlite": _sqlite,
     "memory": _memory,
+    "cosmos": _cosmos,
+    "blob": _blob,
+    "table": _table,
 }
 
 

@@ -119,6 +119,16 @@ class SqliteStorage(JsonStorage):
 
         await self._run(delete)
 
+    async def ping(self) -> None:
+        """Healthy means writable: with WAL, a file locked by another writer (or on a
+        read-only disk) still answers reads while every turn's save would fail."""
+
+        def probe(connection: sqlite3.Connection) -> None:
+            connection.execute("BEGIN IMMEDIATE")
+            connection.execute("ROLLBACK")
+
+        await self._run(probe)
+
     async def keys(self, prefix: str = "") -> List[str]:
         """Every stored key starting with ``prefix`` (for inspection and tests)."""
 

@@ -15,12 +15,13 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Set
+from typing import Any, Dict, Iterator, List, Mapping
 
 import pytest
 from gunicorn.workers.base import Worker
 
 from config import DefaultConfig
+from tests.settings_read import settings_read_by_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "deploymentTemplates"
@@ -37,7 +38,7 @@ STARTUP_COMMAND = (
 
 # Read by config.py only for `python app.py` on a developer's machine: gunicorn
 # binds the address itself, and Azure never selects the SQLite backend.
-LOCAL_ONLY_SETTINGS = frozenset({"HOST", "PORT", "SQLITE_PATH"})
+LOCAL_ONLY_SETTINGS = frozenset({"HOST", "PORT", "SQLITE_PATH", "SQLITE_BUSY_TIMEOUT"})
 # Read by App Service itself, not by the bot.
 PLATFORM_SETTINGS = frozenset({"SCM_DO_BUILD_DURING_DEPLOYMENT"})
 SECRET_SETTING = re.compile(r"PASSWORD|KEY|CONNECTION_STRING")
@@ -123,35 +124,6 @@ def startup_command(path: Path = WITH_RG) -> str:
     return resolve(scope_of(template, "Microsoft.Web/sites"), command)
 
 
-class RecordingEnv(Mapping[str, str]):
-    """An empty environment that remembers every name asked of it."""
-
-    def __init__(self, values: Dict[str, str]) -> None:
-        self.values = values
-        self.asked: Set[str] = set()
-
-    def __getitem__(self, name: str) -> str:
-        self.asked.add(name)
-        return self.values[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
-def settings_config_reads() -> Set[str]:
-    """The names ``DefaultConfig.from_env`` looks up, with each storage backend selected
-    (a name read only for one backend is still found)."""
-    asked: Set[str] = set()
-    for backend in ("", "sqlite", "memory", "cosmos", "blob", "table"):
-        env = RecordingEnv({"STORAGE": backend} if backend else {})
-        DefaultConfig.from_env(env)
-        asked |= env.asked
-    return asked
-
-
 ALL_JSON = sorted(TEMPLATES_DIR.rglob("*.json"))
 
 
@@ -225,7 +197,7 @@ def test_no_secret_parameter_has_a_default(path: Path):
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
 def test_app_settings_are_exactly_what_config_reads(path: Path):
-    reads = settings_config_reads()
+    reads = settings_read_by_config()
     assert {"MicrosoftAppId", "STORAGE", "COSMOS_DB_URI"} <= reads, "the recording sees config.py's reads"
     assert LOCAL_ONLY_SETTINGS <= reads, "a local-only setting config.py no longer reads"
     expected = (reads - LOCAL_ONLY_SETTINGS) | PLATFORM_SETTINGS
