@@ -12,8 +12,17 @@ NPM_STAMP := node_modules/.installed
 run: $(VENV)/.runtime
 	$(PY) app.py
 
+# Web Chat in your browser, with a live panel of what the bot stores (local only).
+chat: $(VENV)/.runtime $(NPM_STAMP)
+	$(PY) tools/chat.py
+
 test: $(VENV)/.dev $(NPM_STAMP) chromium
 	$(PY) -m pytest
+
+# This bot against a bare aiohttp handler, the docs' wiring and every store, over
+# HTTP (about 4 minutes; not part of `make test`). Writes bench/results/latest.md.
+bench: $(VENV)/.dev $(NPM_STAMP)
+	$(PY) -m bench.run
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +47,10 @@ chromium:
 	  $(if $(shell command -v sudo 2>/dev/null),sudo) apt-get update -qq && \
 	  $(if $(shell command -v sudo 2>/dev/null),sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 .PHONY: chromium
+
+# The zip that `az webapp deploy --type zip` uploads (App Service installs requirements.txt).
+package:
+	$(PYTHON) tools/package.py
 
 clean:
 	rm -rf $(VENV) node_modules dist

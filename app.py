@@ -15,11 +15,13 @@ from botbuilder.integration.aiohttp import (
     ConfigurationBotFrameworkAuthentication,
 )
 
-from adapter import RetryPolicy, TurnRunner, make_on_turn_error
+from adapter import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
+from adapter.connector_factory import PooledBotFrameworkAuthentication
 from bots import BotSettings, StateBot
 from config import DefaultConfig
 from dialogs import ProfileDialog
 from storage import create_storage
+from web.errors import json_errors
 from web.health import make_health_handler
 from web.messages import make_messages_handler
 
@@ -37,7 +39,8 @@ def create_app(config: DefaultConfig) -> web.Application:
         conversation_state,
         user_state,
         private_conversation_state,
-        storage,
+        # The bot's direct writes (its utterance log) are saved with the turn's state.
+        TurnScopedStorage(storage),
         ProfileDialog(user_state.create_property("UserProfile"), BotSettings.max_name_length),
         BotSettings(
             utterance_log_size=config.UTTERANCE_LOG_SIZE,
@@ -45,7 +48,8 @@ def create_app(config: DefaultConfig) -> web.Application:
             state_command_enabled=config.STATE_COMMAND_ENABLED,
         ),
     )
-    # Saves every scope at the end of the turn, conditionally, before replies go out.
+    # Saves every scope (and the direct writes) at the end of the turn, conditionally,
+    # before the replies go out.
     runner = TurnRunner(
         bot,
         bot.states,
@@ -53,19 +57,35 @@ def create_app(config: DefaultConfig) -> web.Application:
         RetryPolicy(config.TURN_MAX_RETRIES, config.TURN_RETRY_BASE_DELAY),
     )
 
-    adapter = CloudAdapter(ConfigurationBotFrameworkAuthentication(config))
+    # The SDK's authentication, with one pooled connector per service URL
+    # (adapter/connector_factory.py) instead of new clients on every turn.
+    authentication = PooledBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication(config))
+    adapter = CloudAdapter(authentication)
     adapter.on_turn_error = make_on_turn_error(conversation_state)
 
-    app = web.Application()
+    # No route reads a body larger than MAX_REQUEST_BYTES; an unexpected error is
+    # logged with its trace and answered without one.
+    app = web.Application(client_max_size=config.MAX_REQUEST_BYTES, middlewares=[json_errors])
     app.router.add_post(
         "/api/messages", make_messages_handler(adapter, runner, config.MAX_REQUEST_BYTES)
     )
     app.router.add_get("/healthz", make_health_handler(storage))
+    if config.DEV_STATE_ENDPOINT:
+        # Development only (never with an app id): the records `make chat` shows
+        # beside Web Chat, as stored. It answers only on 127.0.0.1.
+        from web.dev_state import make_dev_state_handler
+
+        app.router.add_get("/dev/state", make_dev_state_handler(storage))
 
     async def close_storage(_: web.Application) -> None:
         await storage.close()
 
     app.on_cleanup.append(close_storage)
+
+    async def close_connections(_: web.Application) -> None:
+        await authentication.close()
+
+    app.on_cleanup.append(close_connections)
     return app
 
 

@@ -1,0 +1,93 @@
+"""Helpers for the security, privacy and fuzz tests: raw HTTP and the SQLite file as stored.
+
+``RawHttp`` keeps one keep-alive connection (fast enough for thousands of fuzz
+requests) and can send what ``urllib`` cannot: any Content-Type, no
+Content-Length, chunked bodies. ``sqlite_documents`` reads the store's file
+directly, read-only, so a test compares records byte for byte without going
+through the code under test.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sqlite3
+from pathlib import Path
+from typing import Dict, Iterable, Mapping, Optional, Tuple
+
+# What a Python stack trace or aiohttp's debug error page looks like in a body.
+TRACE_MARKERS = ("Traceback", 'File "', "<h2>Traceback")
+
+
+class RawHttp:
+    """One persistent HTTP/1.1 connection to 127.0.0.1, reopened when the server closes it."""
+
+    def __init__(self, port: int, timeout: float = 30) -> None:
+        self._port = port
+        self._timeout = timeout
+        self._connection: Optional[http.client.HTTPConnection] = None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Optional[bytes | Iterable[bytes]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        chunked: bool = False,
+    ) -> Tuple[int, bytes]:
+        for attempt in (1, 2):
+            if self._connection is None:
+                self._connection = http.client.HTTPConnection(
+                    "127.0.0.1", self._port, timeout=self._timeout
+                )
+            try:
+                self._connection.request(
+                    method, path, body=body, headers=dict(headers or {}), encode_chunked=chunked
+                )
+                response = self._connection.getresponse()
+                data = response.read()
+                if response.will_close:
+                    self.close()
+                return response.status, data
+            except (ConnectionError, http.client.HTTPException):
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def post(
+        self, body: bytes, content_type: Optional[str] = "application/json", **kwargs
+    ) -> Tuple[int, bytes]:
+        headers = dict(kwargs.pop("headers", {}) or {})
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        return self.request("POST", "/api/messages", body, headers, **kwargs)
+
+    def post_json(self, activity: object, **kwargs) -> Tuple[int, bytes]:
+        return self.post(json.dumps(activity).encode("utf-8"), **kwargs)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def error_reason(status: int, body: bytes) -> str:
+    """The one-line reason of an error answer; fails if the answer is not the clean JSON kind."""
+    assert not any(marker in body.decode("utf-8", "replace") for marker in TRACE_MARKERS), body
+    parsed = json.loads(body)
+    assert isinstance(parsed, dict) and isinstance(parsed.get("error"), str), (status, body)
+    return parsed["error"]
+
+
+def sqlite_documents(path: Path | str) -> Dict[str, str]:
+    """Every stored record as ``{key: document}``: the JSON text exactly as stored."""
+    if not Path(path).exists():
+        return {}
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return dict(connection.execute("SELECT key, document FROM store_items ORDER BY key"))
+    except sqlite3.OperationalError:  # the bot has not created its table yet
+        return {}
+    finally:
+        connection.close()

@@ -1,0 +1,247 @@
+"""The pooled connector factory (adapter/connector_factory.py) against a real local
+channel: replies arrive as the SDK would send them, over one kept-alive
+connection, with the bot's token when it has an app id.
+
+The token itself normally comes from login.microsoftonline.com, which tests
+cannot reach. The app-id tests therefore give ConfigurationBotFrameworkAuthentication
+a credentials factory (the SDK's own extension point) whose credentials return a
+fixed token; everything after that (header, HTTP, channel) is real.
+"""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+import pytest
+from aiohttp import web
+from botbuilder.integration.aiohttp import ConfigurationBotFrameworkAuthentication
+from botbuilder.schema import (
+    Activity,
+    ActivityTypes,
+    ChannelAccount,
+    ConversationAccount,
+    ResourceResponse,
+)
+from botframework.connector.auth import (
+    AuthenticationConstants,
+    ClaimsIdentity,
+    MicrosoftAppCredentials,
+    PasswordServiceClientCredentialFactory,
+)
+
+from adapter import connector_factory
+from adapter.connector_factory import (
+    ChannelRequestError,
+    PooledBotFrameworkAuthentication,
+    PooledConnectorFactory,
+)
+from config import DefaultConfig
+from tests.live_bot import free_port
+
+APP_ID = "00000000-1111-2222-3333-444444444444"
+TOKEN = "token-from-the-sdk-credentials"
+
+
+class FixedTokenCredentials(MicrosoftAppCredentials):
+    """The SDK's app credentials, with the one call to Azure AD answered locally."""
+
+    def get_access_token(self, force_refresh: bool = False) -> str:
+        return TOKEN
+
+
+class FixedTokenCredentialFactory(PasswordServiceClientCredentialFactory):
+    async def create_credentials(self, app_id, oauth_scope, login_endpoint, validate_authority):
+        if await self.is_authentication_disabled():
+            return MicrosoftAppCredentials.empty()
+        if not await self.is_valid_app_id(app_id):
+            raise PermissionError("Invalid app_id")
+        return FixedTokenCredentials(app_id, self.password, self.tenant_id, oauth_scope)
+
+
+class RecordingChannel:
+    """A channel on a real socket that records each request, and which TCP
+    connection (client port) it came on. ``fail_next`` answers with a status."""
+
+    def __init__(self) -> None:
+        self.requests: List[Dict[str, Any]] = []
+        self.fail_next: List[int] = []
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        self.requests.append(
+            {
+                "method": request.method,
+                "path": request.path_qs,
+                "headers": dict(request.headers),
+                "json": await request.json() if body else None,
+                "client_port": request.transport.get_extra_info("peername")[1],
+            }
+        )
+        if self.fail_next:
+            return web.json_response({"error": {"code": "Busy"}}, status=self.fail_next.pop(0))
+        if request.method == "DELETE":
+            return web.Response(status=200)
+        return web.json_response({"id": f"channel-{len(self.requests)}"})
+
+
+@pytest.fixture
+async def channel() -> AsyncIterator[RecordingChannel]:
+    recorder = RecordingChannel()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # port 0: the OS picked one
+    recorder.url = f"http://127.0.0.1:{port}"
+    yield recorder
+    await runner.cleanup()
+
+
+def authentication(app_id: str = "") -> PooledBotFrameworkAuthentication:
+    config = DefaultConfig(APP_ID=app_id, APP_PASSWORD="secret" if app_id else "")
+    return PooledBotFrameworkAuthentication(
+        ConfigurationBotFrameworkAuthentication(
+            config,
+            credentials_factory=FixedTokenCredentialFactory(config.APP_ID, config.APP_PASSWORD),
+        )
+    )
+
+
+def reply(text: str, conversation_id: str = "conversation/1 ?") -> Activity:
+    return Activity(
+        type=ActivityTypes.message,
+        text=text,
+        channel_id="emulator",
+        conversation=ConversationAccount(id=conversation_id),
+        from_property=ChannelAccount(id="bot", name="Bot"),
+        recipient=ChannelAccount(id="user-1", name="User"),
+        reply_to_id="activity 7",
+    )
+
+
+def bot_claims(app_id: Optional[str]) -> ClaimsIdentity:
+    claims = {AuthenticationConstants.AUDIENCE_CLAIM: app_id} if app_id else {}
+    return ClaimsIdentity(claims, True)
+
+
+async def test_replies_reach_the_channel_over_one_kept_alive_connection(channel):
+    auth = authentication()
+    try:
+        incoming = reply("hi")
+        result = await auth.authenticate_request(incoming, "")
+        assert isinstance(result.connector_factory, PooledConnectorFactory)
+        connector = await result.connector_factory.create(channel.url, result.audience)
+
+        first = await connector.conversations.reply_to_activity(
+            "conversation/1 ?", "activity 7", reply("one")
+        )
+        second = await connector.conversations.send_to_conversation(
+            "conversation/1 ?", reply("two")
+        )
+        updated = await connector.conversations.update_activity(
+            "conversation/1 ?", "channel-1", reply("one, edited")
+        )
+        assert await connector.conversations.delete_activity("conversation/1 ?", "channel-2") is None
+    finally:
+        await auth.close()
+
+    assert [type(r) for r in (first, second, updated)] == [ResourceResponse] * 3
+    assert (first.id, second.id, updated.id) == ("channel-1", "channel-2", "channel-3")
+    assert [(r["method"], r["path"]) for r in channel.requests] == [
+        # Path parts quoted as the SDK quotes them (nothing is "safe").
+        ("POST", "/v3/conversations/conversation%2F1%20%3F/activities/activity%207"),
+        ("POST", "/v3/conversations/conversation%2F1%20%3F/activities"),
+        ("PUT", "/v3/conversations/conversation%2F1%20%3F/activities/channel-1"),
+        ("DELETE", "/v3/conversations/conversation%2F1%20%3F/activities/channel-2"),
+    ]
+    posted = channel.requests[0]
+    # The body is the SDK's wire format of the activity.
+    assert posted["json"] == reply("one").serialize()
+    assert posted["json"]["from"] == {"id": "bot", "name": "Bot"}
+    assert posted["headers"]["x-ms-conversation-id"] == "conversation/1 ?"
+    assert posted["headers"]["Content-Type"] == "application/json; charset=utf-8"
+    assert "BotBuilder Python" in posted["headers"]["User-Agent"]
+    # No app id: no token, as the SDK's connector does it.
+    assert all("Authorization" not in r["headers"] for r in channel.requests)
+    # Four requests, one TCP connection: the session keeps it alive.
+    assert len({r["client_port"] for r in channel.requests}) == 1
+
+
+async def test_one_connector_per_service_url_and_audience_reused_across_turns(channel):
+    auth = authentication()
+    try:
+        factories = [
+            (await auth.authenticate_request(reply("turn"), "")).connector_factory
+            for _ in range(3)
+        ]
+        assert factories[0] is factories[1] is factories[2]
+        factory = factories[0]
+        assert auth.create_connector_factory(bot_claims(None)) is factory
+        first = await factory.create(channel.url, "audience-a")
+        assert await factory.create(channel.url, "audience-a") is first
+        assert await factory.create(channel.url, "audience-b") is not first
+        assert await factory.create(channel.url + "/other", "audience-a") is not first
+        # The user-token client is only built if an OAuth prompt calls it.
+        token_client = await auth.create_user_token_client(bot_claims(None))
+        assert await auth.create_user_token_client(bot_claims(None)) is token_client
+    finally:
+        await auth.close()
+
+
+async def test_with_an_app_id_replies_carry_the_bots_token(channel):
+    auth = authentication(APP_ID)
+    try:
+        factory = auth.create_connector_factory(bot_claims(APP_ID))
+        connector = await factory.create(channel.url, None)
+        await connector.conversations.reply_to_activity("c1", "a1", reply("secured", "c1"))
+        await connector.conversations.send_to_conversation("c1", reply("again", "c1"))
+    finally:
+        await auth.close()
+    assert [r["headers"].get("Authorization") for r in channel.requests] == [f"Bearer {TOKEN}"] * 2
+
+
+async def test_with_an_app_id_a_request_without_a_token_is_refused():
+    auth = authentication(APP_ID)
+    try:
+        with pytest.raises(PermissionError):
+            await auth.authenticate_request(reply("no token"), "")
+    finally:
+        await auth.close()
+
+
+async def test_a_refused_reply_raises_with_the_status_and_the_channels_reason(channel):
+    auth = authentication()
+    try:
+        connector = await auth.create_connector_factory(bot_claims(None)).create(channel.url, None)
+        channel.fail_next = [403]
+        with pytest.raises(ChannelRequestError) as refused:
+            await connector.conversations.reply_to_activity("c1", "a1", reply("x", "c1"))
+        assert refused.value.status == 403
+        assert "answered 403" in str(refused.value) and "Busy" in str(refused.value)
+        assert len(channel.requests) == 1  # a 4xx is not retried
+
+        # A 5xx is retried as msrest retries it (the first retry at once).
+        channel.fail_next = [503]
+        response = await connector.conversations.reply_to_activity("c1", "a1", reply("y", "c1"))
+        assert response.id == "channel-3"
+        assert len(channel.requests) == 3
+    finally:
+        await auth.close()
+
+
+async def test_an_unreachable_channel_raises_a_clear_error(monkeypatch):
+    # The retry waits (1.6 s, 3.2 s, as msrest waits) are not what is tested here.
+    monkeypatch.setattr(connector_factory, "_RETRY_WAITS", (0.0, 0.0, 0.0))
+    auth = authentication()
+    try:
+        connector = await auth.create_connector_factory(bot_claims(None)).create(
+            f"http://127.0.0.1:{free_port()}", None  # nothing listens there
+        )
+        with pytest.raises(ChannelRequestError, match="could not be reached") as unreachable:
+            await connector.conversations.send_to_conversation("c1", reply("z", "c1"))
+        assert unreachable.value.status is None
+    finally:
+        await auth.close()

@@ -1,0 +1,197 @@
+"""What the bot stores is data: odd input round-trips exactly, oversized records are
+refused before they are written, and planted documents are refused without running.
+
+The per-backend contract (every store refuses ``py/reduce`` documents and
+oversized items) is tests/test_storage_contract.py; these tests check what the
+*bot* does on top of it: the user's reply, the records left behind, the process.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+from adapter.turn_runner import TOO_LARGE_MESSAGE, UNSAFE_MESSAGE
+from bots import BotSettings
+from bots.state_bot import FORGOTTEN, WELCOME
+from storage.memory_storage import MemoryStore
+from tests.bot_harness import build_test_adapter
+from tests.http_probe import sqlite_documents
+from tests.live_bot import BotProcess, ChannelServer, EmulatorClient
+
+MAX_TEXT = 2000  # config.py's default MAX_TEXT_LENGTH, which the live bot runs with
+MAX_NAME = BotSettings.max_name_length
+
+TRICKY_TEXTS = {
+    "markdown": "**bold** _it_ [click me](javascript:alert(1)) ![img](http://x.invalid/a.png)",
+    "html": "<script>alert('x')</script><img src=x onerror=alert(1)><b>hi</b>",
+    "control characters": "\x00bell\x07 \x1b[31mred\x1b[0m\ttab\r\nINFO forged log line",
+    "ten thousand characters": "abcdefghij" * 1000,
+    "emoji": "👩🏽‍💻 🍕🇺🇳 family: 👨‍👩‍👧‍👦",
+    "right-to-left override": "\u202egnp.exe",
+    "sql": "'; DROP TABLE store_items; --",
+    "codec tags as text": '{"$type": "UtteranceLog", "py/reduce": [{"py/function": "os.system"}]}',
+    "a command inside": "please state the order and forget me not",
+}
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[Tuple[EmulatorClient, BotProcess, Path]]:
+    sqlite_path = tmp_path_factory.mktemp("stored-data") / "state.sqlite3"
+    with ChannelServer() as channel, BotProcess(
+        {"STORAGE": "sqlite", "SQLITE_PATH": str(sqlite_path)}
+    ) as bot:
+        yield EmulatorClient(bot.url, channel), bot, sqlite_path
+
+
+def _stored(sqlite_path: Path, key: str) -> Dict[str, Any]:
+    return json.loads(sqlite_documents(sqlite_path)[key])
+
+
+@pytest.mark.parametrize("case", sorted(TRICKY_TEXTS))
+def test_user_input_is_stored_and_echoed_as_data(live, case: str):
+    client, bot, sqlite_path = live
+    text = TRICKY_TEXTS[case]
+    user, conversation = f"user-{case}", f"conversation-{case}"
+    bounded, name = text.strip()[:MAX_TEXT], text.strip()[:MAX_NAME]
+
+    client.say("hi", conversation, user)
+    assert client.say(text, conversation, user) == [
+        f"Thanks {name}. To see conversation data, type anything."
+    ]
+    replies = client.say(text, conversation, user)
+    assert replies[0] == f"{name} sent: {bounded}"
+
+    profile = _stored(sqlite_path, f"emulator/users/{user}")["UserProfile"]["$value"]
+    assert profile["name"] == name
+    log = _stored(sqlite_path, f"emulator/conversations/{conversation}/log")["$value"]
+    assert log["utterances"] == ["hi", bounded, bounded]
+    assert "[on_turn_error]" not in bot.logs()
+    assert "forged log line" not in bot.logs()  # user text is not logged at all
+
+
+# --- Records over the store's limit ---------------------------------------------------------
+
+
+class SmallStore(MemoryStore):
+    """The memory store with a limit small enough to reach in a few turns."""
+
+    max_item_bytes = 6000
+
+    def snapshot(self) -> Dict[str, Tuple[str, str]]:
+        return dict(self._documents)
+
+
+async def _say(adapter, text: str) -> List[str]:
+    """Run one turn through the TestAdapter; the texts of all its replies."""
+    await adapter.receive_activity(text)
+    replies = [activity.text for activity in adapter.activity_buffer]
+    adapter.activity_buffer.clear()
+    return replies
+
+
+async def _named(adapter, name: str) -> None:
+    assert await _say(adapter, "hi") == [WELCOME, "What is your name?"]
+    assert await _say(adapter, name) == [f"Thanks {name}. To see conversation data, type anything."]
+
+
+async def _until_too_large(adapter, store: SmallStore, text: str) -> Dict[str, Tuple[str, str]]:
+    """Say ``text`` until a turn is refused; the store as it was before that turn."""
+    for _ in range(10):
+        before = store.snapshot()
+        replies = await _say(adapter, text)
+        if replies == [TOO_LARGE_MESSAGE]:
+            return before
+    raise AssertionError("no turn was refused; the limit was never reached")
+
+
+async def test_an_utterance_log_over_the_limit_is_refused_before_the_write():
+    store = SmallStore()
+    settings = BotSettings(utterance_log_size=1000, max_text_length=100_000)
+    adapter = build_test_adapter(store, settings)
+    await _named(adapter, "Ada")
+    before = await _until_too_large(adapter, store, "m" * 1500)
+    assert store.snapshot() == before  # nothing of the refused turn was written
+
+
+async def test_a_conversation_state_over_the_limit_is_refused_and_nothing_of_the_turn_is_kept():
+    """The order grows without bound (the log does not: it keeps 2 utterances). The turn
+    that would make it too large changes nothing, not even the utterance log the bot
+    writes "directly to storage" (the turn runner stages it with the turn's state)."""
+    store = SmallStore()
+    adapter = build_test_adapter(store, BotSettings(utterance_log_size=2, max_text_length=100_000))
+    await _named(adapter, "Ada")
+    before = await _until_too_large(adapter, store, "add " + "t" * 1500)
+    assert store.snapshot() == before
+
+
+# --- A planted jsonpickle document in the bot's own record ----------------------------------
+
+PAYLOADS = {
+    "py/reduce": {"py/reduce": [{"py/function": "os.system"}, {"py/tuple": ["touch {marker}"]}]},
+    "py/object": {
+        "py/object": "subprocess.Popen",
+        "py/newargs": {"py/tuple": [["touch", "{marker}"]]},
+    },
+    "unknown $type": {"$type": "os.system", "$value": "touch {marker}"},
+}
+
+
+def _plant(sqlite_path: Path, key: str, document: Dict[str, Any]) -> str:
+    text = json.dumps(document)
+    connection = sqlite3.connect(sqlite_path, timeout=10)
+    with connection:
+        connection.execute(
+            "INSERT INTO store_items (key, document, e_tag) VALUES (?, ?, 'planted') "
+            "ON CONFLICT(key) DO UPDATE SET document = excluded.document, e_tag = 'planted'",
+            (key, text),
+        )
+    connection.close()
+    return text
+
+
+def _plant_payload(live, tmp_path: Path, payload: str) -> Tuple[str, str, Path]:
+    """A conversation whose state record was replaced by a planted document."""
+    client, _, sqlite_path = live
+    marker = tmp_path / f"pwned-{uuid.uuid4().hex}"
+    conversation = f"planted-{payload}-{uuid.uuid4().hex[:6]}"
+    client.say("hi", conversation, "victim-user")
+    key = f"emulator/conversations/{conversation}"
+    planted = json.dumps(PAYLOADS[payload]).replace("{marker}", str(marker))
+    _plant(sqlite_path, key, {"ConversationData": json.loads(planted)})
+    return conversation, key, marker
+
+
+@pytest.mark.parametrize("payload", sorted(PAYLOADS))
+def test_a_planted_document_is_refused_runs_nothing_and_the_bot_keeps_serving(
+    live, tmp_path: Path, payload: str
+):
+    client, bot, sqlite_path = live
+    conversation, key, marker = _plant_payload(live, tmp_path, payload)
+    stored = sqlite_documents(sqlite_path)[key]
+
+    for text in ("hello", "state", "profile"):
+        assert client.say(text, conversation, "victim-user") == [UNSAFE_MESSAGE]
+    assert not marker.exists()
+    assert sqlite_documents(sqlite_path)[key] == stored  # refused, never overwritten
+    assert bot.alive
+    assert client.say("hi", f"{conversation}-elsewhere", "someone-else")[-1] == "What is your name?"
+    assert "Traceback" not in bot.logs()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the turn runner loads every scope before the turn, so an unreadable record "
+    "also refuses `forget me`: see the proposal in the issue 6 report",
+)
+def test_forget_me_is_the_way_out_of_a_planted_record(live, tmp_path: Path):
+    client, _, sqlite_path = live
+    conversation, key, marker = _plant_payload(live, tmp_path, "py/reduce")
+    assert client.say("forget me", conversation, "victim-user") == [FORGOTTEN]
+    assert key not in sqlite_documents(sqlite_path)
+    assert not marker.exists()
