@@ -30,17 +30,20 @@ def create_app(config: DefaultConfig) -> web.Application:
     # Storage is the layer under all state; STORAGE picks the backend.
     storage = create_storage(config)
 
+    # During a turn, the turn runner notes what was read from it and holds what the
+    # bot writes directly, to save it all in one conditional write (adapter/turn_runner.py).
+    turn_storage = TurnScopedStorage(storage)
+
     # The three state scopes of "Managing state", all on the same storage.
-    conversation_state = ConversationState(storage)
-    user_state = UserState(storage)
-    private_conversation_state = PrivateConversationState(storage)
+    conversation_state = ConversationState(turn_storage)
+    user_state = UserState(turn_storage)
+    private_conversation_state = PrivateConversationState(turn_storage)
 
     bot = StateBot(
         conversation_state,
         user_state,
         private_conversation_state,
-        # The bot's direct writes (its utterance log) are saved with the turn's state.
-        TurnScopedStorage(storage),
+        turn_storage,
         ProfileDialog(user_state.create_property("UserProfile"), BotSettings.max_name_length),
         BotSettings(
             utterance_log_size=config.UTTERANCE_LOG_SIZE,

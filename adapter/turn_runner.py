@@ -32,7 +32,7 @@ import random
 import uuid
 import weakref
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from botbuilder.core import Bot, BotAdapter, BotState, Storage, TurnContext
@@ -46,7 +46,7 @@ from storage import (
     StorageUnavailableError,
     UnsafeDocumentError,
 )
-from storage.json_storage import JsonStorage
+from storage.json_storage import JsonStorage, etag_of
 
 logger = logging.getLogger(__name__)
 
@@ -88,39 +88,54 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
-# The direct writes of the attempt running in this task (see TurnScopedStorage).
-_staged_writes: ContextVar[Optional[Dict[str, Any]]] = ContextVar("staged_writes", default=None)
+@dataclass
+class _Attempt:
+    """What one attempt of a turn read and wrote through TurnScopedStorage."""
+
+    read_etags: Dict[str, str] = field(default_factory=dict)
+    staged_writes: Dict[str, Any] = field(default_factory=dict)
+
+
+# The attempt running in this task (each aiohttp request runs in a task of its own).
+_current_attempt: ContextVar[Optional[_Attempt]] = ContextVar("current_attempt", default=None)
 
 
 class TurnScopedStorage(Storage):
-    """The storage the bot writes to directly ("Write directly to storage").
+    """The storage the state scopes and the bot use during a turn.
 
-    During a turn run by TurnRunner, its writes are held and saved by the runner
-    in the same conditional write as the state scopes, so a turn that is retried,
-    or ends busy, leaves nothing behind (a log never records an utterance twice).
-    Outside such a turn, and for reads and deletes, it is the store itself."""
+    During a turn run by TurnRunner it notes the e_tag of every item read (or that
+    it did not exist), and it holds the bot's direct writes ("Write directly to
+    storage") so the runner saves them in the same conditional write as the state
+    scopes: a turn that is retried, or ends busy, leaves nothing behind. Outside
+    such a turn, and for deletes, it is the store itself."""
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
 
     async def read(self, keys: List[str]) -> Dict[str, Any]:
         items = await self._storage.read(keys)
-        staged = _staged_writes.get()
-        if staged:
-            items.update({key: staged[key] for key in keys if key in staged})
+        attempt = _current_attempt.get()
+        if attempt is not None:
+            for key in keys:
+                if key in attempt.staged_writes:
+                    items[key] = attempt.staged_writes[key]
+                elif key not in attempt.read_etags:
+                    attempt.read_etags[key] = etag_of(items[key]) if key in items else CREATE_ONLY
         return items
 
     async def write(self, changes: Dict[str, Any]) -> None:
-        staged = _staged_writes.get()
-        if staged is None:
+        attempt = _current_attempt.get()
+        if attempt is None:
             await self._storage.write(changes)
         else:
-            staged.update(changes)
+            attempt.staged_writes.update(changes)
 
     async def delete(self, keys: List[str]) -> None:
-        staged = _staged_writes.get()
-        for key in keys if staged else ():
-            staged.pop(key, None)
+        attempt = _current_attempt.get()
+        if attempt is not None:
+            for key in keys:
+                attempt.staged_writes.pop(key, None)
+                attempt.read_etags[key] = CREATE_ONLY
         await self._storage.delete(keys)
 
 
@@ -192,16 +207,16 @@ class TurnRunner(Bot):
             if attempt:
                 await asyncio.sleep(self._policy.delay(attempt))
             attempt_context, outbox = self._attempt_context(context)
-            staged = _staged_writes.set({})
+            attempt_storage = _Attempt()
+            token = _current_attempt.set(attempt_storage)
             try:
-                read_etags = await self._load(attempt_context)
                 await self._bot.on_turn(attempt_context)
-                await self._save(attempt_context, read_etags, _staged_writes.get())
+                await self._save(attempt_context, attempt_storage)
             except PreconditionFailedError as conflict:
                 logger.info("turn conflict (attempt %d): %s", attempt + 1, conflict)
                 continue
             finally:
-                _staged_writes.reset(staged)
+                _current_attempt.reset(token)
             replies = outbox.outbox + attempt_context.buffered_reply_activities
             if replies:
                 await context.send_activities(replies)
@@ -217,32 +232,22 @@ class TurnRunner(Bot):
         attempt.turn_state.update(context.turn_state)
         return attempt, outbox
 
-    async def _load(self, context: TurnContext) -> Dict[str, str]:
-        """Load every scope and note the e_tag each was read with (CREATE_ONLY if
-        it did not exist). The note survives ``clear_state``, which replaces the
-        cached state and its e_tag with an empty dict."""
-        read_etags: Dict[str, str] = {}
-        for state in self._states:
-            await state.load(context)
-            cached = state.get_cached_state(context)
-            read_etags[state.get_storage_key(context)] = cached.state.get("e_tag") or CREATE_ONLY
-        return read_etags
-
-    async def _save(
-        self, context: TurnContext, read_etags: Dict[str, str], direct_writes: Dict[str, Any]
-    ) -> None:
+    async def _save(self, context: TurnContext, attempt: _Attempt) -> None:
         """Save every changed scope, and the bot's direct writes, in one write,
-        each conditional on what was read.
+        each conditional on the e_tag it was read with.
 
-        A scope the bot deleted has no cached state and is not written back. A
-        scope the bot reloaded itself carries the newer e_tag it read."""
-        changes: Dict[str, Any] = dict(direct_writes)
+        The e_tag comes from the cached state, or from what TurnScopedStorage noted
+        at read time when the bot replaced the cache (``clear_state`` drops it). A
+        scope replaced without being read this turn is saved unconditionally ("*"):
+        nothing was read that could be stale. A scope the bot deleted has no cached
+        state and is not written back."""
+        changes: Dict[str, Any] = dict(attempt.staged_writes)
         for state in self._states:
             cached = state.get_cached_state(context)
             if cached is None or not cached.is_changed:
                 continue
             key = state.get_storage_key(context)
-            expected = cached.state.get("e_tag") or read_etags.get(key, CREATE_ONLY)
+            expected = cached.state.get("e_tag") or attempt.read_etags.get(key, "*")
             document = {name: value for name, value in cached.state.items() if name != "e_tag"}
             if not document and expected == CREATE_ONLY:
                 continue  # the SDK marks a scope that was never stored "changed"; nothing to create

@@ -39,7 +39,7 @@ from data_models import (
     UserProfile,
     UtteranceLog,
 )
-from storage import CREATE_ONLY
+from storage import CREATE_ONLY, UnsafeDocumentError
 
 WELCOME = "Welcome to State Bot Sample. Type anything to get started."
 FORGOTTEN = (
@@ -242,15 +242,21 @@ class StateBot(ActivityHandler):
 
     async def _forget(self, turn_context: TurnContext) -> None:
         """Delete every record of this user: user state, and the conversation state,
-        private state and utterance log of every conversation the user was in."""
-        seen: UserConversations = await self.user_conversations_accessor.get(
-            turn_context, UserConversations
-        )
+        private state and utterance log of every conversation the user was in.
+
+        It works even when a record cannot be read safely (planted or corrupt):
+        a user must always be able to have their data deleted."""
+        try:
+            seen: UserConversations = await self.user_conversations_accessor.get(
+                turn_context, UserConversations
+            )
+            conversation_ids = set(seen.conversation_ids)
+        except UnsafeDocumentError:
+            conversation_ids = set()  # the unreadable user record is deleted below
         channel = turn_context.activity.channel_id
         user_id = turn_context.activity.from_property.id
-        conversation_ids = set(seen.conversation_ids)
         conversation_ids.add(turn_context.activity.conversation.id)
-        keys = []
+        keys = [self._user_state.get_storage_key(turn_context)]
         for conversation_id in conversation_ids:
             keys += [
                 f"{channel}/conversations/{conversation_id}",
@@ -259,11 +265,10 @@ class StateBot(ActivityHandler):
                 f"{channel}/conversations/{conversation_id}/log",
             ]
         await self._storage.delete(keys)
-        # Also drop this turn's cached copies (load first: the SDK's delete expects
-        # a cache), so nothing is written back when the turn ends.
-        for state in (self._user_state, self._conversation_state, self._private_state):
-            await state.load(turn_context)
-            await state.delete(turn_context)
+        # Drop this turn's cached copies too, so nothing is written back when it ends.
+        for state in self.states:
+            if state.get_cached_state(turn_context) is not None:
+                await state.delete(turn_context)
 
 
 def _received_at(turn_context: TurnContext) -> str:

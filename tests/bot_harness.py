@@ -13,12 +13,13 @@ from storage.json_storage import JsonStorage
 
 
 def build_bot(storage: JsonStorage, settings: BotSettings = BotSettings()) -> StateBot:
-    user_state = UserState(storage)
+    turn_storage = TurnScopedStorage(storage)
+    user_state = UserState(turn_storage)
     return StateBot(
-        ConversationState(storage),
+        ConversationState(turn_storage),
         user_state,
-        PrivateConversationState(storage),
-        TurnScopedStorage(storage),
+        PrivateConversationState(turn_storage),
+        turn_storage,
         ProfileDialog(user_state.create_property("UserProfile"), settings.max_name_length),
         settings,
     )

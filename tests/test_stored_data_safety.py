@@ -184,11 +184,6 @@ def test_a_planted_document_is_refused_runs_nothing_and_the_bot_keeps_serving(
     assert "Traceback" not in bot.logs()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the turn runner loads every scope before the turn, so an unreadable record "
-    "also refuses `forget me`: see the proposal in the issue 6 report",
-)
 def test_forget_me_is_the_way_out_of_a_planted_record(live, tmp_path: Path):
     client, _, sqlite_path = live
     conversation, key, marker = _plant_payload(live, tmp_path, "py/reduce")

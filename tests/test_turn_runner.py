@@ -17,7 +17,13 @@ from botbuilder.core import ActivityHandler, ConversationState, TurnContext
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
-from adapter.turn_runner import BUSY_MESSAGE, UNAVAILABLE_MESSAGE, RetryPolicy, TurnRunner
+from adapter.turn_runner import (
+    BUSY_MESSAGE,
+    UNAVAILABLE_MESSAGE,
+    RetryPolicy,
+    TurnRunner,
+    TurnScopedStorage,
+)
 from data_models import PizzaOrder
 from storage import CREATE_ONLY, StorageUnavailableError
 from storage.json_storage import JsonStorage
@@ -175,7 +181,7 @@ async def test_two_first_turns_cannot_both_create_the_conversation(store):
     for user in ("user-a", "user-b"):
         shared = Interfering(store)
         shared.before_write = first_save_waits_for_the_other()
-        state = ConversationState(shared)
+        state = ConversationState(TurnScopedStorage(shared))
         runner = TurnRunner(OrderBot(state), [state], shared, RetryPolicy(base_delay_seconds=0))
         adapters.append(TestAdapter(runner.on_turn, activity_template(user_id=user)))
 
@@ -231,7 +237,7 @@ async def test_store_down_while_saving_withholds_the_reply_and_saves_nothing(sto
 
 
 async def test_clear_state_saves_over_the_record_it_read(store):
-    state = ConversationState(store)
+    state = ConversationState(TurnScopedStorage(store))
     adapter = TestAdapter(
         TurnRunner(OrderBot(state), [state], store, RetryPolicy(base_delay_seconds=0)).on_turn,
         activity_template(),
