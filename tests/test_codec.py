@@ -78,7 +78,7 @@ def test_unregistered_types_are_refused_at_write_time() -> None:
 
 
 def test_data_models_round_trip_without_their_etag() -> None:
-    log = UtteranceLog(utterances=["a"], turn_number=1, last_activity_id="x", e_tag="old")
+    log = UtteranceLog(utterances=["a"], turn_number=1, e_tag="old")
     state = {
         "profile": UserProfile(name="Ada", age=36),
         "order": PizzaOrder(toppings=["cheese"]),

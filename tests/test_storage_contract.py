@@ -160,7 +160,7 @@ async def test_data_models_round_trip(store: JsonStorage) -> None:
 
 
 async def test_store_item_with_etag_attribute_round_trips(store: JsonStorage) -> None:
-    log = UtteranceLog(utterances=["hi", "there"], turn_number=2, last_activity_id="a2")
+    log = UtteranceLog(utterances=["hi", "there"], turn_number=2)
     await store.write({"log": log})
     found = (await store.read(["log"]))["log"]
     assert isinstance(found, UtteranceLog)
