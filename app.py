@@ -20,7 +20,7 @@ from adapter.connector_factory import PooledBotFrameworkAuthentication
 from bots import BotSettings, StateBot
 from config import DefaultConfig
 from dialogs import ProfileDialog
-from storage import create_storage
+from storage import StorageConfigurationError, create_storage
 from web.errors import json_errors
 from web.health import make_health_handler
 from web.messages import make_messages_handler
@@ -92,11 +92,15 @@ def create_app(config: DefaultConfig) -> web.Application:
     return app
 
 
-CONFIG = DefaultConfig.from_env()
-logging.basicConfig(
-    level=CONFIG.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-)
-APP = create_app(CONFIG)
+try:
+    CONFIG = DefaultConfig.from_env()
+    logging.basicConfig(
+        level=CONFIG.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    APP = create_app(CONFIG)
+except (ValueError, StorageConfigurationError) as error:
+    # A wrong setting: say which one, without a stack trace.
+    raise SystemExit(f"Configuration error: {error}") from None
 
 if __name__ == "__main__":
     web.run_app(APP, host=CONFIG.HOST, port=CONFIG.PORT)
