@@ -18,31 +18,20 @@ methods (``read``, ``write``, ``delete``) on ``azure-data-tables``' async client
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from config import DefaultConfig
 
-from .errors import (
-    PreconditionFailedError,
-    StorageConfigurationError,
-    StorageError,
-    StorageUnavailableError,
-)
-from .json_storage import CREATE_ONLY, Change, JsonStorage
-from .preconditions import check_conditions, needs_precheck
+from .azure_storage_base import AzureStorageBase
+from .errors import PreconditionFailedError, StorageConfigurationError
+from .json_storage import CREATE_ONLY, Change
 
 ROW_KEY = ""
 KEY_PROPERTY = "Key"
@@ -72,8 +61,13 @@ def document_properties(document: str) -> Dict[str, Any]:
     return properties
 
 
-class AzureTableStorage(JsonStorage):
+class AzureTableStorage(AzureStorageBase):
     """``Storage`` on one table (``TABLE_NAME``)."""
+
+    service_name = "Table storage"
+    connection_setting = "TABLE_CONNECTION_STRING"
+    resource_setting = "TABLE_NAME"
+    missing_resource_code = "TableNotFound"
 
     # An entity holds 1 MiB. Azure counts strings as UTF-16 (2 bytes per ASCII
     # character); Azurite counts the request, where the SDK escapes every
@@ -94,9 +88,7 @@ class AzureTableStorage(JsonStorage):
             raise StorageConfigurationError(
                 f"TABLE_CONNECTION_STRING is not a storage connection string ({error})"
             ) from None
-        self._table_name = table_name
-        self._ready = False
-        self._ready_lock = asyncio.Lock()
+        super().__init__(table_name)
 
     @classmethod
     def from_config(cls, config: DefaultConfig) -> "AzureTableStorage":
@@ -111,75 +103,16 @@ class AzureTableStorage(JsonStorage):
             )
         return cls(config.TABLE_CONNECTION_STRING, config.TABLE_NAME)
 
-    def _translate(self, error: Exception, key: str) -> StorageError:
-        if isinstance(error, HttpResponseError):
-            if error.status_code == 412:
-                return PreconditionFailedError(key)
-            if error.status_code in (401, 403):
-                return StorageConfigurationError(
-                    f"TABLE_CONNECTION_STRING: the account refused the request ({error.error_code}): "
-                    "check its key, or the permissions of its SAS token"
-                )
-            if error.error_code == "TableNotFound":
-                self._ready = False  # deleted under us: create it again next time
-            return StorageUnavailableError(
-                f"Table storage answered {error.status_code} ({error.error_code}) "
-                f"for TABLE_NAME={self._table_name!r}"
-            )
-        return StorageUnavailableError(
-            f"Table storage (TABLE_CONNECTION_STRING) cannot be reached: {type(error).__name__}"
-        )
+    async def _create_resource(self) -> None:
+        await self._table.create_table()
 
-    async def _ensure_table(self) -> None:
-        """Create the table once; an existing one (or a key that may not create
-        tables, e.g. a table-scoped SAS) is fine."""
-        if self._ready:
-            return
-        async with self._ready_lock:
-            if self._ready:
-                return
-            try:
-                await self._table.create_table()
-            except ResourceExistsError:
-                pass
-            except HttpResponseError as error:
-                if error.status_code != 403 or error.error_code == "AuthenticationFailed":
-                    raise self._translate(error, "") from error
-            except AzureError as error:
-                raise self._translate(error, "") from error
-            self._ready = True
-
-    async def _read_documents(self, keys: List[str]) -> Dict[str, tuple[str, str]]:
-        await self._ensure_table()
-        found = await asyncio.gather(*(self._read_one(key) for key in keys))
-        return {key: item for key, item in zip(keys, found) if item is not None}
-
-    async def _read_one(self, key: str) -> Optional[tuple[str, str]]:
-        try:
-            entity = await self._table.get_entity(table_partition_key(key), ROW_KEY)
-        except ResourceNotFoundError as error:
-            if error.error_code == "TableNotFound":
-                raise self._translate(error, key) from error
-            return None
-        except AzureError as error:
-            raise self._translate(error, key) from error
+    async def _get_item(self, key: str) -> tuple[str, str]:
+        entity = await self._table.get_entity(table_partition_key(key), ROW_KEY)
         parts = int(entity.get(PARTS_PROPERTY, 0))
         document = "".join(entity.get(f"Document{index}", "") for index in range(parts))
         return document, entity.metadata["etag"]
 
-    async def _write_documents(self, changes: List[Change]) -> None:
-        await self._ensure_table()
-        if needs_precheck(changes):
-            current = await self._read_documents([change.key for change in changes])
-            check_conditions(changes, {key: e_tag for key, (_, e_tag) in current.items()})
-        results = await asyncio.gather(
-            *(self._write_one(change) for change in changes), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    async def _write_one(self, change: Change) -> None:
+    async def _put_item(self, change: Change) -> None:
         entity = {
             "PartitionKey": table_partition_key(change.key),
             "RowKey": ROW_KEY,
@@ -202,24 +135,12 @@ class AzureTableStorage(JsonStorage):
         except ResourceExistsError:
             raise PreconditionFailedError(change.key, "the item already exists") from None
         except ResourceNotFoundError as error:
-            if error.error_code == "TableNotFound":
-                raise self._translate(error, change.key) from error
+            if error.error_code == self.missing_resource_code:
+                raise  # the table is gone, not the entity: translated like any SDK error
             raise PreconditionFailedError(change.key, "the item was deleted") from None
-        except AzureError as error:
-            raise self._translate(error, change.key) from error
 
-    async def _delete_documents(self, keys: List[str]) -> None:
-        await self._ensure_table()
-
-        async def delete_one(key: str) -> None:
-            try:
-                await self._table.delete_entity(table_partition_key(key), ROW_KEY)
-            except ResourceNotFoundError:
-                pass
-            except AzureError as error:
-                raise self._translate(error, key) from error
-
-        await asyncio.gather(*(delete_one(key) for key in keys))
+    async def _delete_item(self, key: str) -> None:
+        await self._table.delete_entity(table_partition_key(key), ROW_KEY)
 
     async def close(self) -> None:
         await self._table.close()
