@@ -29,14 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import uuid
 import weakref
 from contextvars import ContextVar
+from copy import copy
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from botbuilder.core import Bot, BotAdapter, BotState, Storage, TurnContext
-from botbuilder.schema import Activity, ConversationReference, ResourceResponse
+from botbuilder.core import Bot, BotState, Storage, TurnContext
+from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 
 from storage import (
     CREATE_ONLY,
@@ -89,7 +89,7 @@ class RetryPolicy:
 
 
 @dataclass
-class _Attempt:
+class _AttemptStorage:
     """What one attempt of a turn read and wrote through TurnScopedStorage."""
 
     read_etags: Dict[str, str] = field(default_factory=dict)
@@ -97,7 +97,9 @@ class _Attempt:
 
 
 # The attempt running in this task (each aiohttp request runs in a task of its own).
-_current_attempt: ContextVar[Optional[_Attempt]] = ContextVar("current_attempt", default=None)
+_current_attempt: ContextVar[Optional[_AttemptStorage]] = ContextVar(
+    "current_attempt", default=None
+)
 
 
 class TurnScopedStorage(Storage):
@@ -139,24 +141,24 @@ class TurnScopedStorage(Storage):
         await self._storage.delete(keys)
 
 
-class _BufferingAdapter(BotAdapter):
-    """Collects what the bot sends during one attempt instead of sending it."""
+class _AttemptContext(TurnContext):
+    """The context of one attempt: a fresh one each time (empty state caches),
+    whose replies are held in ``outbox`` instead of being sent.
 
-    def __init__(self) -> None:
-        super().__init__()
+    The replies are sent later through the turn's real context, which addresses
+    and copies them as the SDK always does (and runs its send handlers), so here
+    they are only copied shallowly, not addressed and deep-copied twice."""
+
+    def __init__(self, context: TurnContext) -> None:
+        super().__init__(context.adapter, context.activity)
+        self.turn_state.update(context.turn_state)
         self.outbox: List[Activity] = []
 
-    async def send_activities(
-        self, context: TurnContext, activities: List[Activity]
-    ) -> List[ResourceResponse]:
-        self.outbox.extend(activities)
-        return [ResourceResponse(id=activity.id or str(uuid.uuid4())) for activity in activities]
-
-    async def update_activity(self, context: TurnContext, activity: Activity):
-        raise NotImplementedError("this sample's bot does not update sent activities")
-
-    async def delete_activity(self, context: TurnContext, reference: ConversationReference):
-        raise NotImplementedError("this sample's bot does not delete sent activities")
+    async def send_activities(self, activities: List[Activity]) -> List[ResourceResponse]:
+        self.outbox.extend(copy(activity) for activity in activities)
+        if any(activity.type != ActivityTypes.trace for activity in activities):
+            self.responded = True
+        return [ResourceResponse() for _ in activities]
 
 
 class TurnRunner(Bot):
@@ -206,8 +208,8 @@ class TurnRunner(Bot):
         for attempt in range(self._policy.max_retries + 1):
             if attempt:
                 await asyncio.sleep(self._policy.delay(attempt))
-            attempt_context, outbox = self._attempt_context(context)
-            attempt_storage = _Attempt()
+            attempt_context = _AttemptContext(context)
+            attempt_storage = _AttemptStorage()
             token = _current_attempt.set(attempt_storage)
             try:
                 await self._bot.on_turn(attempt_context)
@@ -217,22 +219,13 @@ class TurnRunner(Bot):
                 continue
             finally:
                 _current_attempt.reset(token)
-            replies = outbox.outbox + attempt_context.buffered_reply_activities
-            if replies:
-                await context.send_activities(replies)
+            if attempt_context.outbox:
+                await context.send_activities(attempt_context.outbox)
             return
         logger.warning("turn gave up after %d attempts", self._policy.max_retries + 1)
         await context.send_activity(BUSY_MESSAGE)
 
-    @staticmethod
-    def _attempt_context(context: TurnContext) -> tuple[TurnContext, _BufferingAdapter]:
-        """A fresh context per attempt: empty state caches, replies held in an outbox."""
-        outbox = _BufferingAdapter()
-        attempt = TurnContext(outbox, context.activity)
-        attempt.turn_state.update(context.turn_state)
-        return attempt, outbox
-
-    async def _save(self, context: TurnContext, attempt: _Attempt) -> None:
+    async def _save(self, context: TurnContext, attempt: _AttemptStorage) -> None:
         """Save every changed scope, and the bot's direct writes, in one write,
         each conditional on the e_tag it was read with.
 
