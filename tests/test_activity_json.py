@@ -6,6 +6,8 @@ import datetime as dt
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from botbuilder.core import MessageFactory
 from botbuilder.schema import (
     Activity,
@@ -18,7 +20,9 @@ from botbuilder.schema import (
 )
 from botbuilder.dialogs.choices import ChoiceFactory
 
-from adapter.activity_json import activity_to_json
+from msrest.serialization import Model
+
+from adapter.activity_json import activity_from_json, activity_to_json
 
 
 def _addressed(activity: Activity) -> Activity:
@@ -68,3 +72,94 @@ def test_same_json_as_the_sdk(name):
     assert json.dumps(activity_to_json(activity), sort_keys=True) == json.dumps(
         activity.serialize(), sort_keys=True
     )
+
+
+def _as_data(value):
+    """A model as plain data, every attribute included (additional_properties too)."""
+    if isinstance(value, Model):
+        return {type(value).__name__: {k: _as_data(v) for k, v in vars(value).items()}}
+    if isinstance(value, list):
+        return [_as_data(item) for item in value]
+    if isinstance(value, dict):
+        return {k: _as_data(v) for k, v in value.items()}
+    return value
+
+
+INCOMING = {
+    "Emulator message": {
+        "type": "message", "id": "a1", "channelId": "emulator", "serviceUrl": "http://127.0.0.1:9",
+        "from": {"id": "u", "name": "User", "role": "user"}, "recipient": {"id": "bot", "name": "Bot"},
+        "conversation": {"id": "c", "isGroup": False}, "timestamp": "2026-11-25T12:00:00.000Z",
+        "localTimestamp": "2026-11-25T13:00:00.123+01:00", "locale": "en-US", "text": "hi",
+        "entities": [{"type": "ClientCapabilities", "requiresBotState": True}],
+        "channelData": {"clientActivityID": "x", "nested": [1, {"a": None}]},
+    },
+    "conversationUpdate": {
+        "type": "conversationUpdate", "channelId": "emulator", "serviceUrl": "http://127.0.0.1:9",
+        "from": {"id": "u"}, "conversation": {"id": "c"},
+        "membersAdded": [{"id": "u", "name": "User"}, {"id": "bot"}], "membersRemoved": [],
+    },
+    "unknown fields and attachments": {
+        "type": "message", "channelId": "webchat", "serviceUrl": "https://x.invalid",
+        "from": {"id": "u", "extra": 1}, "conversation": {"id": "c"}, "textFormat": "markdown",
+        "attachments": [{"contentType": "image/png", "contentUrl": "https://x.invalid/a.png"}],
+        "suggestedActions": {"to": ["u"], "actions": [{"type": "imBack", "title": "Yes", "value": "Yes"}]},
+        "somethingNew": {"deep": [True]}, "value": {"k": [1, 2.5, "s"]},
+    },
+    "invoke": {
+        "type": "invoke", "name": "adaptiveCard/action", "channelId": "msteams",
+        "serviceUrl": "https://x.invalid", "from": {"id": "u"}, "conversation": {"id": "c"},
+        "value": {"action": {"type": "Action.Execute", "verb": "go", "data": {}}},
+        "relatesTo": {"activityId": "a0", "channelId": "msteams", "serviceUrl": "https://x.invalid"},
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(INCOMING))
+def test_same_activity_as_the_sdk_reads(name):
+    body = INCOMING[name]
+    assert _as_data(activity_from_json(body)) == _as_data(Activity().deserialize(body))
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+_account = st.fixed_dictionaries({"id": st.text(min_size=1, max_size=8)}, optional={"name": st.text(max_size=8)})
+_activities = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(["message", "event", "invoke", "conversationUpdate", "typing"]),
+        "channelId": st.text(min_size=1, max_size=8),
+        "serviceUrl": st.just("http://127.0.0.1:9"),
+        "from": _account,
+        "conversation": _account,
+    },
+    optional={
+        "text": st.text(max_size=20),
+        "timestamp": st.datetimes(timezones=st.just(dt.timezone.utc)).map(
+            lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ),
+        "channelData": _json,
+        "value": _json,
+        "membersAdded": st.lists(_account, max_size=2),
+        "entities": st.lists(st.fixed_dictionaries({"type": st.text(max_size=6)}, optional={"x": _json}), max_size=2),
+        "attachments": st.lists(st.fixed_dictionaries({"contentType": st.text(max_size=6)}, optional={"content": _json}), max_size=2),
+        "unknownField": _json,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_activities)
+def test_same_activity_as_the_sdk_reads_for_generated_json(body):
+    assert _read(activity_from_json, body) == _read(Activity().deserialize, body)
+
+
+def _read(reader, body):
+    """What reading the body gives: the activity as data, or that it was refused."""
+    try:
+        return _as_data(reader(body))
+    except ValueError:  # msrest's and azure-core's DeserializationError
+        return "refused"

@@ -20,6 +20,8 @@ from botbuilder.schema import Activity
 from msrest.exceptions import DeserializationError
 from msrest.serialization import Deserializer, Model
 
+from adapter.activity_json import activity_from_json
+
 #: Deeper JSON than any channel sends; recursive code after us (msrest, the codec) stays safe.
 MAX_NESTING = 64
 #: Ids become storage keys, URL paths and the SDK's x-ms-conversation-id header.
@@ -159,6 +161,6 @@ def parse_activity(body: Any) -> Activity:
     _check_wire_type(body, "Activity", "activity")
     _check_ids(body)
     try:
-        return Activity().deserialize(body)
+        return activity_from_json(body)
     except (DeserializationError, TypeError, ValueError, AttributeError) as error:
         raise BadRequest(f"the activity could not be read: {type(error).__name__}") from None
