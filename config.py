@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional, TypeVar
 
 from dotenv import load_dotenv
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+T = TypeVar("T")
 
 
 def _flag(value: Optional[str], default: bool) -> bool:
@@ -23,24 +24,23 @@ def _flag(value: Optional[str], default: bool) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _number(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        return int(raw)
+        return parse(raw)
     except ValueError as error:
-        raise ValueError(f"{name} must be a whole number, got {raw!r}") from error
+        kind = "a whole number" if parse is int else "a number"
+        raise ValueError(f"{name} must be {kind}, got {raw!r}") from error
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    return _number(env, name, default, int)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError as error:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from error
+    return _number(env, name, default, float)
 
 
 @dataclass(frozen=True)

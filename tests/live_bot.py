@@ -49,7 +49,7 @@ class ChannelServer:
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True, name="channel-server")
-        self._runner: Optional[web.AppRunner] = None
+        self._runner: Optional[web.BaseRunner] = None
         self._ids = itertools.count(1)
 
     def __enter__(self) -> "ChannelServer":
@@ -64,14 +64,18 @@ class ChannelServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def _make_runner(self) -> web.BaseRunner:
+        """The Bot Connector routes a channel serves for replies."""
         app = web.Application()
         app.router.add_post("/v3/conversations/{conversation}/activities", self._receive)
         app.router.add_post(
             "/v3/conversations/{conversation}/activities/{reply_to}", self._receive
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        return web.AppRunner(app, access_log=None)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._runner = self._make_runner()
         self._loop.run_until_complete(self._runner.setup())
         self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
         self._ready.set()

@@ -12,7 +12,6 @@ produces is replaced by the channel's, so nothing leaves 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import os
@@ -47,15 +46,9 @@ class AnyPathChannel(ChannelServer):
     """The local channel, accepting a reply at any path: the fuzzer's ids (``{``, ``/``,
     ``%``...) make reply URLs a real channel, which issued those ids, would accept."""
 
-    def _serve(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def _make_runner(self) -> web.BaseRunner:
         # aiohttp's low-level server: no router, so no path it cannot match.
-        server = web.Server(self._receive_any, loop=self._loop)
-        self._runner = web.ServerRunner(server, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        self._loop.run_until_complete(web.TCPSite(self._runner, "127.0.0.1", self.port).start())
-        self._ready.set()
-        self._loop.run_forever()
+        return web.ServerRunner(web.Server(self._receive_any, loop=self._loop), access_log=None)
 
     async def _receive_any(self, request: web.Request) -> web.Response:
         await request.read()
