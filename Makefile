@@ -17,6 +17,7 @@ chat: $(VENV)/.runtime $(NPM_STAMP)
 	$(PY) tools/chat.py
 
 test: $(VENV)/.dev $(NPM_STAMP) chromium
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # This bot against a bare aiohttp handler, the docs' wiring and every store, over

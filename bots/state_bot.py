@@ -28,7 +28,7 @@ from botbuilder.core import (
     TurnContext,
     UserState,
 )
-from botbuilder.dialogs import Dialog, DialogSet, DialogTurnStatus
+from botbuilder.dialogs import Dialog, DialogSet
 from botbuilder.schema import ActivityTypes, ChannelAccount
 
 from data_models import (
