@@ -43,7 +43,6 @@ from storage import (
     ItemTooLargeError,
     PreconditionFailedError,
     StorageError,
-    StorageUnavailableError,
     UnsafeDocumentError,
 )
 from storage.json_storage import JsonStorage, etag_of
@@ -250,12 +249,10 @@ class TurnRunner(Bot):
     @staticmethod
     async def _explain_storage_error(context: TurnContext, error: StorageError) -> None:
         logger.error("turn not saved: %s: %s", type(error).__name__, error)
-        if isinstance(error, StorageUnavailableError):
-            message = UNAVAILABLE_MESSAGE
-        elif isinstance(error, ItemTooLargeError):
+        if isinstance(error, ItemTooLargeError):
             message = TOO_LARGE_MESSAGE
         elif isinstance(error, UnsafeDocumentError):
             message = UNSAFE_MESSAGE
-        else:
+        else:  # unreachable, locked, or refusing our credentials
             message = UNAVAILABLE_MESSAGE
         await context.send_activity(message)
