@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
+from azure.core.pipeline.transport import RequestsTransport
 from azure.cosmos import (
     ConnectionRetryPolicy,
     ContainerProxy,
@@ -87,12 +88,20 @@ class CosmosDbStorage(JsonStorage):
 
     max_item_bytes = COSMOS_ITEM_LIMIT - _ITEM_OVERHEAD
 
-    def __init__(self, config: CosmosDbPartitionedConfig, max_workers: int = 10) -> None:
+    def __init__(
+        self,
+        config: CosmosDbPartitionedConfig,
+        max_workers: int = 10,
+        read_timeout_seconds: float = 30.0,
+    ) -> None:
         if config.compatibility_mode:
             raise StorageConfigurationError(
                 "compatibility_mode is not supported: this store maps long keys itself"
             )
         self._config = config
+        # azure-core waits 300 s for an answer by default: an endpoint that accepts
+        # connections but never answers would hold a turn (and this store) that long.
+        self._read_timeout = read_timeout_seconds
         # azure-core's requests session keeps 10 connections per host: one per thread.
         self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="cosmos-storage")
         self._lock = threading.Lock()
@@ -100,8 +109,9 @@ class CosmosDbStorage(JsonStorage):
         self._container: Optional[ContainerProxy] = None
 
     @classmethod
-    def from_config(cls, config: DefaultConfig) -> "CosmosDbStorage":
-        """Check the settings (no network yet) and build the store from them."""
+    def from_config(cls, config: DefaultConfig, **options: Any) -> "CosmosDbStorage":
+        """Check the settings (no network yet) and build the store from them
+        (``options``: the constructor's tuning arguments)."""
         uri = urlparse(config.COSMOS_DB_URI)
         if not config.COSMOS_DB_URI:
             raise StorageConfigurationError(
@@ -144,7 +154,8 @@ class CosmosDbStorage(JsonStorage):
                 cosmos_client_options={"connection_policy": policy},
                 container_throughput=config.COSMOS_DB_THROUGHPUT,
                 compatibility_mode=False,
-            )
+            ),
+            **options,
         )
 
     # -- running the synchronous client off the event loop -----------------------
@@ -191,11 +202,15 @@ class CosmosDbStorage(JsonStorage):
             if self._container is None:
                 if self._client is None:
                     policy = self._config.cosmos_client_options["connection_policy"]
+                    verify = not policy.DisableSSLVerification
                     self._client = CosmosClient(
                         self._config.cosmos_db_endpoint,
                         self._config.auth_key,
                         connection_policy=policy,
-                        connection_verify=not policy.DisableSSLVerification,
+                        connection_verify=verify,
+                        transport=RequestsTransport(
+                            read_timeout=self._read_timeout, connection_verify=verify
+                        ),
                     )
                 database = self._client.get_database_client(self._config.database_id)
                 if not self._exists(database.read):

@@ -25,7 +25,7 @@ from azure.cosmos import exceptions as cosmos_errors
 from botbuilder.azure import CosmosDbPartitionedConfig, CosmosDbPartitionedStorage
 
 from config import DefaultConfig
-from storage import PreconditionFailedError, StorageConfigurationError
+from storage import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
 from storage.cosmos_storage import CosmosDbStorage
 from tests.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, backend_env, unique_name
 
@@ -277,4 +277,24 @@ async def test_missing_and_not_creatable_names_the_setting(
         await store.write({"user/1": {"name": "Ada"}})
         assert (await store.read(["user/1"]))["user/1"]["name"] == "Ada"
     finally:
+        await store.close()
+
+
+# --- an endpoint that never answers ---------------------------------------------------
+
+
+async def test_an_endpoint_that_never_answers_is_unavailable_not_a_hang(
+    cosmos_emulator: CosmosEmulator,
+) -> None:
+    """azure-core would wait 300 s for an answer; the store gives up after its read timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # accepts connections (the kernel does), never answers
+        env = backend_env("cosmos", cosmos=cosmos_emulator)
+        env["COSMOS_DB_URI"] = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        store = CosmosDbStorage.from_config(DefaultConfig.from_env(env), read_timeout_seconds=0.5)
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(StorageUnavailableError):
+            await store.read(["anything"])
+        assert asyncio.get_running_loop().time() - started < 15
         await store.close()
