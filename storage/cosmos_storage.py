@@ -234,7 +234,9 @@ class CosmosDbStorage(JsonStorage):
 
     @staticmethod
     def _exists(read: Callable[[], Any]) -> bool:
-        """True when it exists, or when this key may not read its settings (403)."""
+        """True when it exists. A 403 (this key may not read its settings) counts as
+        "exists": creating it would be refused too, and the first item call then
+        reports the 403 as a configuration error naming the settings."""
         try:
             read()
         except cosmos_errors.CosmosResourceNotFoundError:
