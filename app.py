@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
-from botbuilder.core import ConversationState, PrivateConversationState, UserState
 from botbuilder.integration.aiohttp import (
     CloudAdapter,
     ConfigurationBotFrameworkAuthentication,
@@ -20,6 +19,7 @@ from adapter.connector_factory import PooledBotFrameworkAuthentication
 from bots import BotSettings, StateBot
 from config import DefaultConfig
 from dialogs import ProfileDialog
+from state import ConversationState, PrivateConversationState, UserState
 from storage import StorageConfigurationError, create_storage
 from web.errors import json_errors
 from web.health import make_health_handler
@@ -34,7 +34,8 @@ def create_app(config: DefaultConfig) -> web.Application:
     # bot writes directly, to save it all in one conditional write (adapter/turn_runner.py).
     turn_storage = TurnScopedStorage(storage)
 
-    # The three state scopes of "Managing state", all on the same storage.
+    # The three state scopes of "Managing state", all on the same storage (the SDK's
+    # classes, deciding "changed?" on the JSON they store: state/scopes.py).
     conversation_state = ConversationState(turn_storage)
     user_state = UserState(turn_storage)
     private_conversation_state = PrivateConversationState(turn_storage)

@@ -9,7 +9,8 @@ This process drives 20 concurrent conversations of echo turns from named users
 
 All targets start first and are then driven in turn, for several short rounds,
 so that whatever else the machine is doing hits them alike; turns/s is the
-median round. Latency and the probes inside each process (bench/instrument.py:
+median round, and a ratio between two targets the median of their round-by-round
+ratios. Latency and the probes inside each process (bench/instrument.py:
 storage reads/writes per turn, event-loop lag) cover every round. Loop lag is
 reported at full load and at half load (paced at half the measured turns/s),
 where it shows blocking rather than CPU saturation; both are the median round.
@@ -17,7 +18,7 @@ where it shows blocking rather than CPU saturation; both are the median round.
 Then a concurrency run: pizza ``add`` turns, 0%, 50% and 100% of them on one
 shared conversation, on two bot processes sharing one SQLite file.
 
-    .venv/bin/python -m bench.run [--rounds 3] [--duration 3] [--only bare4,sqlite]
+    .venv/bin/python -m bench.run [--rounds 5] [--duration 3] [--only bare4,sqlite]
 
 The tables are printed and saved to bench/results/latest.md.
 """
@@ -265,6 +266,14 @@ def measure_concurrency(channel: Channel, tmp: Path, warmup: float, duration: fl
     return rows
 
 
+def paired_ratio(result: Result, baseline: Result) -> float:
+    """The median of round-by-round ratios. Round n of every target runs back to
+    back, so pairing them cancels what the shared machine was doing at the time."""
+    return statistics.median(
+        a.turns_per_second / b.turns_per_second for a, b in zip(result.rounds, baseline.rounds)
+    )
+
+
 def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argparse.Namespace) -> str:
     by_key = {r.target.key: r for r in results}
     bare = by_key.get("bare4")
@@ -275,14 +284,15 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
         f"conversations of echo turns from named users ({ECHO_REPLIES} replies per turn; the "
         "3-reply bare row is the issue's baseline). Driver, channel, emulators and bot are "
         f"separate processes on this machine. {args.rounds} rounds of {args.duration:.0f} s per "
-        "target, interleaved; turns/s is the median round, latencies pool all rounds.",
+        "target, interleaved; turns/s is the median round, a ratio the median of the "
+        "round-by-round ratios, latencies pool all rounds.",
         "",
         "| target | turns/s | × bare | p50 ms | p99 ms | reads/turn | writes/turn "
         "| loop lag p99 ms, full / half load | replies |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        ratio = r.turns_per_second / bare.turns_per_second if bare else float("nan")
+        ratio = paired_ratio(r, bare) if bare else float("nan")
         expected = r.started * r.target.replies
         replies = "all" if r.replies_seen >= expected else f"{r.replies_seen}/{expected}"
         if r.errors:
@@ -295,8 +305,10 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
             f"{statistics.median(r.lag_p99_half):.1f} | {replies} |"
         )
     if "memory" in by_key and "sqlite" in by_key:
-        lines += ["", "SQLite / memory (same bot): "
-                  f"{by_key['sqlite'].turns_per_second / by_key['memory'].turns_per_second:.2f}×"]
+        per_round = [a.turns_per_second / b.turns_per_second
+                     for a, b in zip(by_key["sqlite"].rounds, by_key["memory"].rounds)]
+        lines += ["", f"SQLite / memory (same bot): {paired_ratio(by_key['sqlite'], by_key['memory']):.2f}× "
+                  f"(rounds: {', '.join(f'{x:.2f}' for x in per_round)})"]
 
     lines += [
         "",
@@ -337,7 +349,7 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=3.0, help="seconds measured per round")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each round")
     parser.add_argument("--only", default="", help="comma-separated target keys: bare4,bare3,docs,memory,sqlite,...")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from botbuilder.core import ConversationState, PrivateConversationState, UserState
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
 from adapter import RetryPolicy, TurnRunner, TurnScopedStorage
 from bots import BotSettings, StateBot
 from dialogs import ProfileDialog
+from state import ConversationState, PrivateConversationState, UserState
 from storage.json_storage import JsonStorage
 
 

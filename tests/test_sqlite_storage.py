@@ -1,16 +1,19 @@
-"""What only the SQLite store must show: several processes on one file."""
+"""What only the SQLite store must show: several processes on one file, and an
+event loop that never waits for it (locks are waited for on its thread)."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from data_models import PizzaOrder
-from storage import PreconditionFailedError, StorageConfigurationError
+from storage import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
 from storage.sqlite_storage import SqliteStorage
+from tests.loop_lag import max_loop_lag
 
 ROUNDS = 15
 
@@ -91,3 +94,103 @@ async def test_unusable_path_names_the_setting(tmp_path: Path):
     with pytest.raises(StorageConfigurationError, match="SQLITE_PATH"):
         await store.read(["anything"])
     await store.close()
+
+
+# --- the event loop never waits on SQLite ------------------------------------------------
+
+
+class OtherWriter:
+    """Another connection to the file (a second bot process, a backup tool)."""
+
+    def __init__(self, path: Path) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None)
+
+    def hold_write_lock(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
+
+
+@pytest.fixture
+async def opened(tmp_path: Path):
+    store = SqliteStorage(tmp_path / "state.sqlite3", busy_timeout_seconds=5)
+    await store.write({"order": PizzaOrder(toppings=["olives"])})
+    other = OtherWriter(store.path)
+    yield store, other
+    other.release()
+    other.connection.close()
+    await store.close()
+
+
+async def test_a_write_waits_for_a_locked_file_without_stalling_the_loop(opened):
+    store, other = opened
+    other.hold_write_lock()
+    asyncio.get_running_loop().call_later(0.3, other.release)
+
+    order = (await store.read(["order"]))["order"]
+    order.toppings.append("basil")
+    lag, seconds = await max_loop_lag(store.write({"order": order}))
+
+    assert seconds >= 0.25, "the write did not wait for the lock"
+    assert lag < 0.05, f"event loop blocked for {lag * 1000:.1f} ms"
+    assert (await store.read(["order"]))["order"].toppings == ["olives", "basil"]
+
+
+async def test_reads_answer_while_another_connection_holds_the_write_lock(opened):
+    store, other = opened
+    other.hold_write_lock()
+    other.connection.execute("UPDATE store_items SET document = '{}' WHERE key = 'order'")
+
+    lag, seconds = await max_loop_lag(store.read(["order"]))
+
+    assert seconds < 0.1 and lag < 0.05
+    assert (await store.read(["order"]))["order"].toppings == ["olives"]  # committed data only
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_unavailable_and_changes_nothing(tmp_path: Path):
+    store = SqliteStorage(tmp_path / "state.sqlite3", busy_timeout_seconds=0.2)
+    await store.write({"order": PizzaOrder(toppings=["olives"])})
+    other = OtherWriter(store.path)
+    other.hold_write_lock()
+    try:
+        order = (await store.read(["order"]))["order"]
+        order.toppings.append("basil")
+        lag, _ = await max_loop_lag(_expect_unavailable(store.write({"order": order})))
+        assert lag < 0.05, f"event loop blocked for {lag * 1000:.1f} ms"
+    finally:
+        other.release()
+        other.connection.close()
+    assert (await store.read(["order"]))["order"].toppings == ["olives"]
+    await store.close()
+
+
+async def _expect_unavailable(work) -> None:
+    with pytest.raises(StorageUnavailableError, match="locked"):
+        await work
+
+
+def _wal_bytes(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+@pytest.mark.parametrize("commits_per_checkpoint, bounded", [(20, True), (10_000, False)])
+async def test_the_wal_is_checkpointed_on_the_thread(
+    tmp_path: Path, commits_per_checkpoint: int, bounded: bool
+):
+    """The fast connection never checkpoints (that would sync on the loop); the
+    store's thread does, so the WAL stays small. Without it, it keeps growing."""
+    store = SqliteStorage(tmp_path / "state.sqlite3")
+    store.commits_per_checkpoint = commits_per_checkpoint
+    for number in range(800):
+        await store.write({"log": {"number": number, "text": "x" * 3000}})
+        await asyncio.sleep(0)  # as between turns: the thread gets to run
+    await asyncio.sleep(0.2)
+    wal = _wal_bytes(store.path)
+    await store.close()
+    if bounded:
+        assert wal < 1_000_000, f"WAL is {wal} bytes"
+    else:
+        assert wal > 3_000_000, f"WAL is only {wal} bytes: the test writes too little"

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Dict, List
+from typing import AsyncIterator, Callable, Dict
 
 import pytest
 from azure.cosmos import CosmosClient, documents
@@ -45,6 +45,7 @@ from storage.cosmos_storage import cosmos_item_id
 from storage.json_storage import JsonStorage
 from storage.table_storage import ROW_KEY, KEY_PROPERTY, document_properties, table_partition_key
 from tests.emulators import COSMOS_EMULATOR_KEY, start_cosmos
+from tests.loop_lag import max_loop_lag
 
 BACKENDS = ["memory", "sqlite", "cosmos", "blob", "table"]
 
@@ -355,7 +356,7 @@ async def test_cosmos_calls_leave_the_event_loop_free(tmp_path: Path) -> None:
                 await ours.read(keys)
 
         await our_turns()  # warm-up: the pool starts its threads once, on first use
-        our_lag, our_seconds = await _max_loop_lag(our_turns())
+        our_lag, our_seconds = await max_loop_lag(our_turns())
 
         policy = documents.ConnectionPolicy()
         policy.EnableEndpointDiscovery = False
@@ -369,7 +370,7 @@ async def test_cosmos_calls_leave_the_event_loop_free(tmp_path: Path) -> None:
             )
         )
         await sdk_store.initialize()
-        sdk_lag, _ = await _max_loop_lag(sdk_store.read(["user/0", "user/1"]))
+        sdk_lag, _ = await max_loop_lag(sdk_store.read(["user/0", "user/1"]))
     finally:
         await ours.close()
         server.stop()
@@ -382,30 +383,6 @@ async def test_cosmos_calls_leave_the_event_loop_free(tmp_path: Path) -> None:
     assert sdk_lag >= latency  # the problem is real: the SDK's store blocks the loop
     assert our_seconds > 2 * latency
     assert our_lag < latency / 3, f"event loop blocked for {our_lag * 1000:.1f} ms"
-
-
-async def _max_loop_lag(work: Any, tick: float = 0.002) -> tuple[float, float]:
-    """Run ``work`` while a probe sleeps ``tick`` over and over; return the
-    longest the probe overslept (how long the loop was blocked) and work's duration."""
-    lags: List[float] = []
-    done = asyncio.Event()
-
-    async def probe() -> None:
-        while not done.is_set():
-            started = time.perf_counter()
-            await asyncio.sleep(tick)
-            lags.append(time.perf_counter() - started - tick)
-
-    prober = asyncio.create_task(probe())
-    await asyncio.sleep(tick * 3)
-    started = time.perf_counter()
-    try:
-        await work
-    finally:
-        elapsed = time.perf_counter() - started
-        done.set()
-        await prober
-    return max(lags), elapsed
 
 
 # --- configuration: clear errors, named settings --------------------------------------
