@@ -23,10 +23,10 @@ and a contended one waits on the thread, never on the loop.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 import sqlite3
-import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Dict, List, TypeVar
