@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from data_models import PizzaOrder
 from storage import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
 from storage.sqlite_storage import SqliteStorage
 from tests.loop_lag import max_loop_lag
+from tests.sqlite_lock import WriteLock
 
 ROUNDS = 15
 
@@ -99,34 +99,19 @@ async def test_unusable_path_names_the_setting(tmp_path: Path):
 # --- the event loop never waits on SQLite ------------------------------------------------
 
 
-class OtherWriter:
-    """Another connection to the file (a second bot process, a backup tool)."""
-
-    def __init__(self, path: Path) -> None:
-        self.connection = sqlite3.connect(path, isolation_level=None)
-
-    def hold_write_lock(self) -> None:
-        self.connection.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        if self.connection.in_transaction:
-            self.connection.execute("ROLLBACK")
-
-
 @pytest.fixture
 async def opened(tmp_path: Path):
     store = SqliteStorage(tmp_path / "state.sqlite3", busy_timeout_seconds=5)
     await store.write({"order": PizzaOrder(toppings=["olives"])})
-    other = OtherWriter(store.path)
+    other = WriteLock(store.path)
     yield store, other
-    other.release()
-    other.connection.close()
+    other.close()
     await store.close()
 
 
 async def test_a_write_waits_for_a_locked_file_without_stalling_the_loop(opened):
     store, other = opened
-    other.hold_write_lock()
+    other.take()
     asyncio.get_running_loop().call_later(0.3, other.release)
 
     order = (await store.read(["order"]))["order"]
@@ -140,7 +125,7 @@ async def test_a_write_waits_for_a_locked_file_without_stalling_the_loop(opened)
 
 async def test_reads_answer_while_another_connection_holds_the_write_lock(opened):
     store, other = opened
-    other.hold_write_lock()
+    other.take()
     other.connection.execute("UPDATE store_items SET document = '{}' WHERE key = 'order'")
 
     lag, seconds = await max_loop_lag(store.read(["order"]))
@@ -152,16 +137,15 @@ async def test_reads_answer_while_another_connection_holds_the_write_lock(opened
 async def test_a_lock_held_past_the_busy_timeout_is_unavailable_and_changes_nothing(tmp_path: Path):
     store = SqliteStorage(tmp_path / "state.sqlite3", busy_timeout_seconds=0.2)
     await store.write({"order": PizzaOrder(toppings=["olives"])})
-    other = OtherWriter(store.path)
-    other.hold_write_lock()
+    other = WriteLock(store.path)
+    other.take()
     try:
         order = (await store.read(["order"]))["order"]
         order.toppings.append("basil")
         lag, _ = await max_loop_lag(_expect_unavailable(store.write({"order": order})))
         assert lag < 0.05, f"event loop blocked for {lag * 1000:.1f} ms"
     finally:
-        other.release()
-        other.connection.close()
+        other.close()
     assert (await store.read(["order"]))["order"].toppings == ["olives"]
     await store.close()
 

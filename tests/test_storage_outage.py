@@ -18,6 +18,7 @@ import pytest
 
 from adapter.turn_runner import UNAVAILABLE_MESSAGE
 from tests.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
+from tests.sqlite_lock import WriteLock
 
 BUSY_TIMEOUT = 0.5
 T = TypeVar("T")
@@ -29,26 +30,11 @@ def records(path: Path) -> Dict[str, Tuple[str, str]]:
         return {key: (document, e_tag) for key, document, e_tag in rows}
 
 
-class WriteLock:
-    """Another connection holding SQLite's write lock, as a stuck writer would."""
-
-    def __init__(self, path: Path) -> None:
-        self._connection = sqlite3.connect(path, isolation_level=None)
-
-    def take(self) -> None:
-        self._connection.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        if self._connection.in_transaction:
-            self._connection.execute("ROLLBACK")
-
-
 @pytest.fixture
 def locked(tmp_path: Path) -> Iterator[WriteLock]:
     lock = WriteLock(tmp_path / "state.sqlite3")
     yield lock
-    lock.release()
-    lock._connection.close()
+    lock.close()
 
 
 def timed(call: Callable[[], T]) -> Tuple[T, float]:
