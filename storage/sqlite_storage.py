@@ -61,16 +61,13 @@ _WRITE = {
 }
 
 
-def _condition(expected_etag: str | None) -> str:
-    if expected_etag is None:
-        return "always"
-    return "create" if expected_etag == CREATE_ONLY else "match"
-
-
-def _parameters(change: Change, new_etag: str) -> tuple[str, ...]:
-    if _condition(change.expected_etag) == "match":
-        return (change.document, new_etag, change.key, change.expected_etag)
-    return (change.key, change.document, new_etag)
+def _statement(change: Change, new_etag: str) -> tuple[str, tuple[str, ...]]:
+    """The statement that writes ``change`` only if its condition holds, and its parameters."""
+    if change.expected_etag is None:
+        return _WRITE["always"], (change.key, change.document, new_etag)
+    if change.expected_etag == CREATE_ONLY:
+        return _WRITE["create"], (change.key, change.document, new_etag)
+    return _WRITE["match"], (change.document, new_etag, change.key, change.expected_etag)
 
 
 class SqliteStorage(JsonStorage):
@@ -183,8 +180,7 @@ class SqliteStorage(JsonStorage):
             try:
                 for change in changes:
                     written = connection.execute(
-                        _WRITE[_condition(change.expected_etag)],
-                        _parameters(change, secrets.token_hex(8)),
+                        *_statement(change, secrets.token_hex(8))
                     ).rowcount
                     if not written and change.expected_etag == CREATE_ONLY:
                         raise PreconditionFailedError(change.key, "the item already exists")
