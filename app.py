@@ -14,16 +14,16 @@ from botbuilder.integration.aiohttp import (
     ConfigurationBotFrameworkAuthentication,
 )
 
-from adapter import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
-from adapter.connector_factory import PooledBotFrameworkAuthentication
+from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
+from state_engine.hosting.connectors import PooledBotFrameworkAuthentication
 from bots import BotSettings, StateBot
 from config import DefaultConfig
 from dialogs import ProfileDialog
-from state import ConversationState, PrivateConversationState, UserState
-from storage import StorageConfigurationError, create_storage
-from web.errors import json_errors
-from web.health import make_health_handler
-from web.messages import make_messages_handler
+from state_engine.state import ConversationState, PrivateConversationState, UserState
+from state_engine.stores import StorageConfigurationError, create_storage
+from state_engine.hosting.errors import json_errors
+from state_engine.hosting.health import make_health_handler
+from state_engine.hosting.messages import make_messages_handler
 
 
 def create_app(config: DefaultConfig) -> web.Application:
@@ -77,7 +77,7 @@ def create_app(config: DefaultConfig) -> web.Application:
     if config.DEV_STATE_ENDPOINT:
         # Development only (never with an app id): the records `make chat` shows
         # beside Web Chat, as stored. It answers only on 127.0.0.1.
-        from web.dev_state import make_dev_state_handler
+        from state_engine.hosting.dev_state import make_dev_state_handler
 
         app.router.add_get("/dev/state", make_dev_state_handler(storage))
 

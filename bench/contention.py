@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-from bench.pizza_race import Message, count_conflicts, send_together
-from tests.live_bot import BotProcess, ChannelServer
+from state_engine.testing.race import Message, count_conflicts, send_together
+from state_engine.testing.live_bot import BotProcess, ChannelServer
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ def attach(app: web.Application) -> None:
     """Serve the probes' numbers on ``/bench/stats``; ``/bench/reset`` starts a new window."""
     monitor = LoopLagMonitor()
     conflicts = ConflictCounter()
-    runner_logger = logging.getLogger("adapter.turn_runner")
+    runner_logger = logging.getLogger("state_engine.turns.runner")
     runner_logger.addHandler(conflicts)
     runner_logger.setLevel(logging.INFO)
 

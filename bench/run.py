@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from bench.driver import Driver, LoadResult, activity, echo_plan, shared_plan
-from tests.live_bot import PROJECT_ROOT, BotProcess, free_port, http_get
+from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, free_port, http_get
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 WORKERS = 20
@@ -134,7 +134,7 @@ class Emulators:
         self._running: Dict[str, Any] = {}
 
     def _get(self, name: str) -> Any:
-        from tests import emulators
+        from state_engine.testing import emulators
 
         if name not in self._running:
             start = emulators.start_azurite if name == "azurite" else emulators.start_cosmos
@@ -144,7 +144,7 @@ class Emulators:
         return self._running[name]
 
     def env(self, backend: str, sqlite_path: Path) -> Dict[str, str]:
-        from tests.emulators import backend_env
+        from state_engine.testing.emulators import backend_env
 
         return backend_env(
             backend,
@@ -155,7 +155,7 @@ class Emulators:
 
 
 def targets(only: List[str]) -> List[Target]:
-    from storage.factory import BACKENDS
+    from state_engine.stores.registry import BACKENDS
 
     python = sys.executable
     bare = [python, "-m", "bench.bare_handler"]

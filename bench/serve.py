@@ -17,7 +17,7 @@ from aiohttp import web
 
 from bench import instrument
 from config import DefaultConfig
-from storage.json_storage import JsonStorage
+from state_engine.stores.json_storage import JsonStorage
 
 
 def serve_bot() -> None:

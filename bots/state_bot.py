@@ -39,7 +39,7 @@ from data_models import (
     UserProfile,
     UtteranceLog,
 )
-from storage import CREATE_ONLY, UnsafeDocumentError
+from state_engine.stores import CREATE_ONLY, UnsafeDocumentError
 
 WELCOME = "Welcome to State Bot Sample. Type anything to get started."
 FORGOTTEN = (

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from storage.codec import register_dataclass
+from state_engine.codec import register_dataclass
 
 
 @register_dataclass

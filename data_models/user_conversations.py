@@ -3,7 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
-from storage.codec import register_dataclass
+from state_engine.codec import register_dataclass
 
 MAX_REMEMBERED_CONVERSATIONS = 100
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ChannelAccount, ConversationAccount
 
-from adapter import RetryPolicy, TurnRunner, TurnScopedStorage
+from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage
 from bots import BotSettings, StateBot
 from dialogs import ProfileDialog
-from state import ConversationState, PrivateConversationState, UserState
-from storage.json_storage import JsonStorage
+from state_engine.state import ConversationState, PrivateConversationState, UserState
+from state_engine.stores.json_storage import JsonStorage
 
 
 def build_bot(storage: JsonStorage, settings: BotSettings = BotSettings()) -> StateBot:

@@ -7,8 +7,8 @@ from typing import Callable, Dict, Iterator
 
 import pytest
 
-from tests import emulators
-from tests.emulators import Azurite, CosmosEmulator, start_azurite, start_cosmos
+from state_engine.testing import emulators
+from state_engine.testing.emulators import Azurite, CosmosEmulator, start_azurite, start_cosmos
 
 # --- storage emulators (tests/emulators.py) ------------------------------------
 

@@ -22,7 +22,7 @@ from botbuilder.dialogs.choices import ChoiceFactory
 
 from msrest.serialization import Model
 
-from adapter.activity_json import activity_from_json, activity_to_json
+from state_engine.hosting.activity_json import activity_from_json, activity_to_json
 
 
 def _addressed(activity: Activity) -> Activity:

@@ -6,7 +6,7 @@ import re
 
 from bots import BotSettings
 from bots.state_bot import FORGOTTEN, WELCOME
-from storage.memory_storage import MemoryStore
+from state_engine.stores.memory import MemoryStore
 from tests.bot_harness import build_test_adapter
 
 TIMESTAMP = re.compile(r"^Message received at: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$")

@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from bots.state_bot import WELCOME
-from tests.live_bot import PROJECT_ROOT, BotProcess, free_port, http_get
+from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, free_port, http_get
 
 pytestmark = pytest.mark.browser
 

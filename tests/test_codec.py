@@ -15,8 +15,8 @@ from botbuilder.schema import Activity, ActivityTypes, CardAction, SuggestedActi
 from jsonpickle.unpickler import Unpickler
 
 from data_models import PizzaOrder, UserProfile, UtteranceLog
-from storage import UnsafeDocumentError
-from storage.codec import dumps, loads
+from state_engine.stores import UnsafeDocumentError
+from state_engine.codec import dumps, loads
 
 
 def _reduce_payload(marker: Path) -> dict:

@@ -29,14 +29,14 @@ from botframework.connector.auth import (
     PasswordServiceClientCredentialFactory,
 )
 
-from adapter import connector_factory
-from adapter.connector_factory import (
+from state_engine.hosting import connectors as connector_factory
+from state_engine.hosting.connectors import (
     ChannelRequestError,
     PooledBotFrameworkAuthentication,
     PooledConnectorFactory,
 )
 from config import DefaultConfig
-from tests.live_bot import free_port
+from state_engine.testing.live_bot import free_port
 
 APP_ID = "00000000-1111-2222-3333-444444444444"
 TOKEN = "token-from-the-sdk-credentials"

@@ -25,9 +25,9 @@ from azure.cosmos import exceptions as cosmos_errors
 from botbuilder.azure import CosmosDbPartitionedConfig, CosmosDbPartitionedStorage
 
 from config import DefaultConfig
-from storage import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
-from storage.cosmos_storage import CosmosDbStorage
-from tests.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, backend_env, unique_name
+from state_engine.stores import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
+from state_engine.stores.cosmos import CosmosDbStorage
+from state_engine.testing.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, backend_env, unique_name
 
 THROUGHPUT = "x-ms-offer-throughput"
 AUTOSCALE = "x-ms-cosmos-offer-autopilot-settings"

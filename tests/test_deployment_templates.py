@@ -309,7 +309,7 @@ def test_storage_is_cosmos_serverless_by_default_or_blob_or_table(path: Path):
 
 
 def test_every_storage_backend_the_template_offers_is_one_the_app_knows():
-    from storage.factory import BACKENDS
+    from state_engine.stores.registry import BACKENDS
 
     offered = set(load(WITH_RG)["parameters"]["storageBackend"]["allowedValues"])
     assert offered == {"cosmos", "blob", "table"}

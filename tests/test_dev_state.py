@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from app import create_app
 from config import DefaultConfig
 from data_models import UserProfile, UtteranceLog
-from storage.memory_storage import MemoryStore
-from web.dev_state import make_dev_state_handler
+from state_engine.stores.memory import MemoryStore
+from state_engine.hosting.dev_state import make_dev_state_handler
 
 QUERY = "/dev/state?channel=emulator&conversation=conversation-1&user=user-1"
 

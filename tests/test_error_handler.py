@@ -7,10 +7,10 @@ from botbuilder.core import TurnContext
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import ActivityTypes
 
-from adapter import make_on_turn_error
-from adapter import TurnRunner
+from state_engine.turns import make_on_turn_error
+from state_engine.turns import TurnRunner
 from bots.state_bot import StateBot
-from storage.memory_storage import MemoryStore
+from state_engine.stores.memory import MemoryStore
 from tests.bot_harness import activity_template, build_bot
 
 

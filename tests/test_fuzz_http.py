@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.http_probe import TRACE_MARKERS, RawHttp, sqlite_documents
-from tests.live_bot import BotProcess, ChannelServer, EmulatorClient
+from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
 
 VICTIM = "victim"  # conversation and user ids of the conversation that must not change
 LIMIT = 32 * 1024

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bots.state_bot import WELCOME
-from tests.live_bot import BotProcess, ChannelServer, EmulatorClient, free_port, http_get
+from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, free_port, http_get
 from tests.test_deployment_templates import startup_command
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bots.state_bot import WELCOME
-from tests.live_bot import BotProcess, ChannelServer, EmulatorClient
+from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "cosmos", "blob", "table"])

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 TOOL = ROOT / "tools" / "package.py"
 # The packages app.py wires together today; discovery must find at least these.
-KNOWN_RUNTIME_PACKAGES = {"adapter", "bots", "data_models", "dialogs", "storage", "web"}
+KNOWN_RUNTIME_PACKAGES = {"bots", "data_models", "dialogs"}
 NEVER_SHIPPED_DIRS = {
     ".venv", "node_modules", "tests", "bench", "tools", ".git", "__pycache__", "data", "dist"
 }
@@ -60,6 +60,12 @@ def test_zip_holds_app_requirements_and_every_runtime_package(bot_zip: Path):
         for source in (ROOT / package).rglob("*.py"):
             if "__pycache__" not in source.parts:
                 assert source.relative_to(ROOT).as_posix() in contents
+    # The engine that requirements.txt installs from ./engine, without its tests.
+    assert "engine/pyproject.toml" in contents
+    for source in (ROOT / "engine" / "state_engine").rglob("*.py"):
+        if "__pycache__" not in source.parts:
+            assert source.relative_to(ROOT).as_posix() in contents
+    assert not any(name.startswith("engine/tests/") for name in contents)
 
 
 def test_zip_holds_nothing_it_must_not(bot_zip: Path):
@@ -104,7 +110,8 @@ def test_the_unpacked_zip_imports_the_app_without_the_source_tree(bot_zip: Path,
         "sys.exit('imported from the source tree: %s' % leaked if leaked else 0)"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("Microsoft")}
-    env.update(STORAGE="memory", MicrosoftAppId="", MicrosoftAppPassword="")
+    # The engine as App Service installs it from the zip's ./engine, not this checkout's.
+    env.update(STORAGE="memory", MicrosoftAppId="", MicrosoftAppPassword="", PYTHONPATH="engine")
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )

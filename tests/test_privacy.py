@@ -20,10 +20,10 @@ import pytest
 from bots import BotSettings
 from bots.state_bot import FORGOTTEN
 from config import DefaultConfig
-from storage.memory_storage import MemoryStore
+from state_engine.stores.memory import MemoryStore
 from tests.bot_harness import build_test_adapter
 from tests.http_probe import RawHttp, sqlite_documents
-from tests.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
+from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
 
 SECRETS = {
     "MicrosoftAppPassword": "FAKE-app-password-Zq8~xW3",

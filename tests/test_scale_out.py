@@ -14,11 +14,11 @@ from typing import Callable, Dict, Iterator, List
 
 import pytest
 
-from adapter.turn_runner import BUSY_MESSAGE
-from bench.pizza_race import RaceResult, count_conflicts, run_race
+from state_engine.turns.runner import BUSY_MESSAGE
+from state_engine.testing.race import RaceResult, count_conflicts, run_race
 from data_models import PizzaOrder, UtteranceLog
-from storage.sqlite_storage import SqliteStorage
-from tests.live_bot import PROJECT_ROOT, BotProcess, ChannelServer
+from state_engine.stores.sqlite import SqliteStorage
+from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, ChannelServer
 
 CLIENTS = 40
 RACES = 3

@@ -28,8 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bots.state_bot import WELCOME
 from tests.http_probe import RawHttp, error_reason, sqlite_documents
-from tests.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
-from web.errors import json_errors
+from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
+from state_engine.hosting.errors import json_errors
 
 LIMIT = 16 * 1024
 APP_ID = "00000000-1111-2222-3333-444444444444"

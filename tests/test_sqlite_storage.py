@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from data_models import PizzaOrder
-from storage import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
-from storage.sqlite_storage import SqliteStorage
-from tests.loop_lag import max_loop_lag
-from tests.sqlite_lock import WriteLock
+from state_engine.stores import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
+from state_engine.stores.sqlite import SqliteStorage
+from state_engine.testing.loop_lag import max_loop_lag
+from state_engine.testing.sqlite_lock import WriteLock
 
 ROUNDS = 15
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.live_bot import PROJECT_ROOT
+from state_engine.testing.live_bot import PROJECT_ROOT
 
 
 @pytest.mark.parametrize(

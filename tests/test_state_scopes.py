@@ -16,9 +16,9 @@ from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import ActivityTypes
 
 from data_models import PizzaOrder, UserProfile
-from state import ConversationState, UserState
-from state.scopes import StoredJsonCache
-from storage.sqlite_storage import SqliteStorage
+from state_engine.state import ConversationState, UserState
+from state_engine.state import StoredJsonCache
+from state_engine.stores.sqlite import SqliteStorage
 from tests.bot_harness import activity_template
 
 

@@ -31,7 +31,7 @@ from data_models import (
     UserProfile,
     UtteranceLog,
 )
-from storage import (
+from state_engine.stores import (
     CREATE_ONLY,
     ItemTooLargeError,
     PreconditionFailedError,
@@ -40,12 +40,12 @@ from storage import (
     UnsafeDocumentError,
     create_storage,
 )
-from storage.blob_storage import blob_name
-from storage.cosmos_storage import cosmos_item_id
-from storage.json_storage import JsonStorage
-from storage.table_storage import ROW_KEY, KEY_PROPERTY, document_properties, table_partition_key
-from tests.emulators import COSMOS_EMULATOR_KEY, start_cosmos
-from tests.loop_lag import max_loop_lag
+from state_engine.stores.blob import blob_name
+from state_engine.stores.cosmos import cosmos_item_id
+from state_engine.stores.json_storage import JsonStorage
+from state_engine.stores.table import ROW_KEY, KEY_PROPERTY, document_properties, table_partition_key
+from state_engine.testing.emulators import COSMOS_EMULATOR_KEY, start_cosmos
+from state_engine.testing.loop_lag import max_loop_lag
 
 BACKENDS = ["memory", "sqlite", "cosmos", "blob", "table"]
 

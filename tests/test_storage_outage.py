@@ -16,9 +16,9 @@ from typing import Callable, Dict, Iterator, Tuple, TypeVar
 
 import pytest
 
-from adapter.turn_runner import UNAVAILABLE_MESSAGE
-from tests.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
-from tests.sqlite_lock import WriteLock
+from state_engine.turns.runner import UNAVAILABLE_MESSAGE
+from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
+from state_engine.testing.sqlite_lock import WriteLock
 
 BUSY_TIMEOUT = 0.5
 T = TypeVar("T")
@@ -82,7 +82,7 @@ def test_sqlite_locked_past_the_timeout_then_back(tmp_path, locked):
 def test_cloud_store_emulator_stopped_mid_conversation(tmp_path, backend):
     """Azurite stops: the user is told, /healthz turns 503, the process keeps serving.
     (Coming back is not covered: the emulators start on a fresh port each time.)"""
-    from tests.emulators import backend_env, start_azurite
+    from state_engine.testing.emulators import backend_env, start_azurite
 
     azurite = start_azurite(tmp_path)
     try:

@@ -16,13 +16,13 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from adapter.turn_runner import TOO_LARGE_MESSAGE, UNSAFE_MESSAGE
+from state_engine.turns.runner import TOO_LARGE_MESSAGE, UNSAFE_MESSAGE
 from bots import BotSettings
 from bots.state_bot import FORGOTTEN, WELCOME
-from storage.memory_storage import MemoryStore
+from state_engine.stores.memory import MemoryStore
 from tests.bot_harness import build_test_adapter
 from tests.http_probe import sqlite_documents
-from tests.live_bot import BotProcess, ChannelServer, EmulatorClient
+from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
 
 MAX_TEXT = 2000  # config.py's default MAX_TEXT_LENGTH, which the live bot runs with
 MAX_NAME = BotSettings.max_name_length

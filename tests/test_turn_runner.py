@@ -17,7 +17,7 @@ from botbuilder.core import ActivityHandler, ConversationState, TurnContext
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount
 
-from adapter.turn_runner import (
+from state_engine.turns.runner import (
     BUSY_MESSAGE,
     UNAVAILABLE_MESSAGE,
     RetryPolicy,
@@ -25,10 +25,10 @@ from adapter.turn_runner import (
     TurnScopedStorage,
 )
 from data_models import PizzaOrder
-from storage import CREATE_ONLY, StorageUnavailableError
-from storage.json_storage import JsonStorage
-from storage.memory_storage import MemoryStore
-from storage.sqlite_storage import SqliteStorage
+from state_engine.stores import CREATE_ONLY, StorageUnavailableError
+from state_engine.stores.json_storage import JsonStorage
+from state_engine.stores.memory import MemoryStore
+from state_engine.stores.sqlite import SqliteStorage
 from tests.bot_harness import activity_template, build_bot
 
 CONVERSATION = "test/conversations/conversation-1"

@@ -21,6 +21,9 @@ DEFAULT_OUTPUT = ROOT / "dist" / "bot.zip"
 TOP_LEVEL_FILES = ("requirements.txt",)
 # Packages that exist for development only.
 NON_RUNTIME_PACKAGES = frozenset({"tests", "bench", "tools"})
+# The engine, which requirements.txt installs from ./engine: its project files and package.
+ENGINE_FILES = ("engine/pyproject.toml", "engine/README.md")
+ENGINE_PACKAGE = "engine/state_engine"
 # Never shipped from inside a package: caches, local data, secrets.
 SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 SKIPPED_SUFFIXES = (".pyc", ".pyo", ".sqlite3", ".sqlite3-journal", ".sqlite3-wal", ".sqlite3-shm", ".log")
@@ -61,6 +64,9 @@ def runtime_files(root: Path = ROOT) -> List[Path]:
     files = [root / name for name in TOP_LEVEL_FILES] + _top_level_modules(root)
     for package in runtime_packages(root):
         files.extend(_package_files(root / package))
+    if (root / ENGINE_PACKAGE).is_dir():
+        files += [root / name for name in ENGINE_FILES if (root / name).is_file()]
+        files.extend(_package_files(root / ENGINE_PACKAGE))
     return files
 
 

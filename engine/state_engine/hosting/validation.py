@@ -1,0 +1,166 @@
+"""Is this request body an activity the bot can answer? If not, say why.
+
+The SDK's handler accepts JSON that msrest then bends into strings
+(``"text": {"a": 1}`` becomes ``"{'a': 1}"``), answers most malformed bodies with
+a 500, and for an activity without ``serviceUrl`` tries the public Bot Framework
+service. These checks run before any turn, so a bad body gets a 400 with a
+one-line reason and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Dict, List, Tuple
+from urllib.parse import urlparse
+
+import botbuilder.schema as schema
+from botbuilder.schema import Activity
+from msrest.exceptions import DeserializationError
+from msrest.serialization import Deserializer, Model
+
+from state_engine.hosting.activity_json import activity_from_json
+
+#: Deeper JSON than any channel sends; recursive code after us (msrest, the codec) stays safe.
+MAX_NESTING = 64
+#: Ids become storage keys, URL paths and the SDK's x-ms-conversation-id header.
+MAX_ID_LENGTH = 1024
+_ID_FIELDS = (
+    ("id",),
+    ("channelId",),
+    ("replyToId",),
+    ("conversation", "id"),
+    ("from", "id"),
+    ("recipient", "id"),
+)
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
+# "\ud800" is valid JSON but not Unicode text: it could be neither stored nor logged as UTF-8.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_MODELS: Dict[str, type] = {
+    name: cls
+    for name, cls in vars(schema).items()
+    if isinstance(cls, type) and issubclass(cls, Model)
+}
+_JSON_TYPES: Dict[str, Tuple[type, ...]] = {
+    "str": (str,),
+    "bool": (bool,),
+    "int": (int,),
+    "iso-8601": (str,),
+}
+
+
+class BadRequest(Exception):
+    """The body is not an activity this endpoint accepts; the message says why."""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("a number too large for a float")
+    return value
+
+
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity, no overflowing floats, no lone surrogates, bounded depth."""
+    try:
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise BadRequest(f"the JSON is nested deeper than {MAX_NESTING} levels") from None
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("the body is not valid JSON") from None
+    stack: List[Tuple[Any, int]] = [(body, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise BadRequest(f"the JSON is nested deeper than {MAX_NESTING} levels")
+        if isinstance(value, dict):
+            stack.extend((key, depth) for key in value)
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and _LONE_SURROGATE.search(value):
+            raise BadRequest("the JSON holds a lone UTF-16 surrogate, which is not text")
+    return body
+
+
+def _check_wire_type(value: Any, type_name: str, path: str) -> None:
+    """Check JSON against the schema's msrest type, which msrest itself would coerce."""
+    if type_name.startswith("[") or type_name.startswith("{"):
+        container = list if type_name.startswith("[") else dict
+        if not isinstance(value, container):
+            kind = "array" if container is list else "object"
+            raise BadRequest(f"'{path}' must be a JSON {kind}")
+        items = enumerate(value) if container is list else value.items()
+        for index, item in items:
+            if item is None:
+                raise BadRequest(f"'{path}[{index}]' must not be null")
+            _check_wire_type(item, type_name[1:-1], f"{path}[{index}]")
+    elif type_name in _MODELS:
+        if not isinstance(value, dict):
+            raise BadRequest(f"'{path}' must be a JSON object")
+        for attribute in _MODELS[type_name]._attribute_map.values():
+            field = value.get(attribute["key"])
+            if field is not None:
+                _check_wire_type(field, attribute["type"], f"{path}.{attribute['key']}")
+    elif type_name in _JSON_TYPES:
+        expected = _JSON_TYPES[type_name]
+        if not isinstance(value, expected) or (type_name == "int" and isinstance(value, bool)):
+            kind = "string" if expected == (str,) else type_name
+            raise BadRequest(f"'{path}' must be a JSON {kind}")
+        if type_name == "iso-8601":
+            try:
+                Deserializer.deserialize_iso(value)
+            except DeserializationError:
+                raise BadRequest(f"'{path}' is not an ISO 8601 date and time") from None
+
+
+def _check_ids(body: Dict[str, Any]) -> None:
+    """No channel issues ids with control characters or of kilobytes; a bot that took
+    them would put CR/LF into a request header and bloat every record keyed by them."""
+    for path in _ID_FIELDS:
+        value: Any = body
+        for name in path:
+            value = value.get(name) if isinstance(value, dict) else None
+        if isinstance(value, str):
+            if len(value) > MAX_ID_LENGTH:
+                raise BadRequest(f"'{'.'.join(path)}' is over {MAX_ID_LENGTH} characters")
+            if _CONTROL_CHARACTER.search(value):
+                raise BadRequest(f"'{'.'.join(path)}' holds a control character")
+    # State is stored under "{channel}/users/{user}", "{channel}/conversations/{conversation}",
+    # "…/{conversation}/users/{user}/" and "…/{conversation}/log" (bots/state_bot.py). These
+    # ids would name another conversation's record: read it as theirs, overwrite or delete it.
+    conversation_id = body["conversation"]["id"]
+    if "/" in body["channelId"]:
+        raise BadRequest("'channelId' holds a '/'")
+    if "/users/" in conversation_id or conversation_id.endswith(("/log", "/")):
+        raise BadRequest("'conversation.id' would name another conversation's stored state")
+
+
+def parse_activity(body: Any) -> Activity:
+    """The activity in this JSON, or BadRequest saying why it is not one the bot can answer."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object (an activity)")
+    for name in ("type", "channelId"):
+        if not isinstance(body.get(name), str) or not body[name].strip():
+            raise BadRequest(f"the activity has no '{name}'")
+    for name in ("conversation", "from"):
+        value = body.get(name)
+        if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"]:
+            raise BadRequest(f"the activity has no '{name}.id'")
+    service_url = body.get("serviceUrl")
+    if not isinstance(service_url, str):
+        raise BadRequest("the activity has no 'serviceUrl' to send replies to")
+    parsed = urlparse(service_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise BadRequest("the activity's 'serviceUrl' is not an http(s) URL")
+    _check_wire_type(body, "Activity", "activity")
+    _check_ids(body)
+    try:
+        return activity_from_json(body)
+    except (DeserializationError, TypeError, ValueError, AttributeError) as error:
+        raise BadRequest(f"the activity could not be read: {type(error).__name__}") from None

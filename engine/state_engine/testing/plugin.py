@@ -1,0 +1,1 @@
+"""pytest plugin of the engine (registered by its entry point); fixtures come later."""

@@ -1,1 +1,0 @@
-"""The HTTP routes: /api/messages, /healthz and the development-only state view."""
