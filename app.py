@@ -14,21 +14,28 @@ from botbuilder.integration.aiohttp import (
     ConfigurationBotFrameworkAuthentication,
 )
 
-from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
+import os
+
+from state_engine.errors import StorageConfigurationError
 from state_engine.hosting.connectors import PooledBotFrameworkAuthentication
+from state_engine.stores import create_storage, read_backend_settings
+from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
 from bots import BotSettings, StateBot
 from config import DefaultConfig
 from dialogs import ProfileDialog
 from state_engine.state import ConversationState, PrivateConversationState, UserState
-from state_engine.stores import StorageConfigurationError, create_storage
 from state_engine.hosting.errors import json_errors
 from state_engine.hosting.health import make_health_handler
 from state_engine.hosting.messages import make_messages_handler
 
 
+TURN_DEADLINE_SECONDS = 10.0
+
+
 def create_app(config: DefaultConfig) -> web.Application:
     # Storage is the layer under all state; STORAGE picks the backend.
-    storage = create_storage(config)
+    settings = read_backend_settings(config.STORAGE, os.environ)
+    storage = create_storage(config.STORAGE, settings, deadline_seconds=TURN_DEADLINE_SECONDS)
 
     # During a turn, the turn runner notes what was read from it and holds what the
     # bot writes directly, to save it all in one conditional write (adapter/turn_runner.py).
@@ -57,15 +64,16 @@ def create_app(config: DefaultConfig) -> web.Application:
     runner = TurnRunner(
         bot,
         bot.states,
-        storage,
+        turn_storage,
         RetryPolicy(config.TURN_MAX_RETRIES, config.TURN_RETRY_BASE_DELAY),
+        deadline_seconds=TURN_DEADLINE_SECONDS,
     )
 
     # The SDK's authentication, with one pooled connector per service URL
     # (adapter/connector_factory.py) instead of new clients on every turn.
     authentication = PooledBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication(config))
     adapter = CloudAdapter(authentication)
-    adapter.on_turn_error = make_on_turn_error(conversation_state)
+    adapter.on_turn_error = make_on_turn_error(private_conversation_state, storage)
 
     # No route reads a body larger than MAX_REQUEST_BYTES; an unexpected error is
     # logged with its trace and answered without one.

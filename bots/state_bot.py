@@ -36,10 +36,11 @@ from data_models import (
     PizzaOrder,
     PrivateConversationData,
     UserConversations,
+    UTTERANCE_LOG,
     UserProfile,
     UtteranceLog,
 )
-from state_engine.stores import CREATE_ONLY, UnsafeDocumentError
+from state_engine.errors import UnsafeDocumentError
 
 WELCOME = "Welcome to State Bot Sample. Type anything to get started."
 FORGOTTEN = (
@@ -54,10 +55,6 @@ class BotSettings:
     max_text_length: int = 2000
     max_name_length: int = 100
     state_command_enabled: bool = True
-
-
-def utterance_log_key(context: TurnContext) -> str:
-    return f"{context.activity.channel_id}/conversations/{context.activity.conversation.id}/log"
 
 
 class StateBot(ActivityHandler):
@@ -197,9 +194,9 @@ class StateBot(ActivityHandler):
         the e_tag it was read with. A new log is written create-only, so two first
         turns cannot both create it. If another turn changed the log in between,
         the write fails and the turn runner runs the turn again."""
-        key = utterance_log_key(turn_context)
+        key = UTTERANCE_LOG.key_for(turn_context.activity)
         stored = await self._storage.read([key])
-        log: UtteranceLog = stored.get(key) or UtteranceLog(e_tag=CREATE_ONLY)
+        log: UtteranceLog = stored.get(key) or UtteranceLog()
         log.append(text, self._settings.utterance_log_size)
         await self._storage.write({key: log})
         return log

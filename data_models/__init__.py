@@ -6,7 +6,7 @@ from .pizza_order import PizzaOrder
 from .private_conversation_data import PrivateConversationData
 from .user_conversations import UserConversations
 from .user_profile import UserProfile
-from .utterance_log import UtteranceLog
+from .utterance_log import UTTERANCE_LOG, UtteranceLog
 
 __all__ = [
     "ConversationData",
@@ -15,4 +15,5 @@ __all__ = [
     "UserConversations",
     "UserProfile",
     "UtteranceLog",
+    "UTTERANCE_LOG",
 ]

@@ -3,7 +3,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List
 
+from state_engine import keys
 from state_engine.codec import register_dataclass
+
+#: Where the log is stored: a record of the conversation, saved with its state (state_engine.keys).
+UTTERANCE_LOG = keys.conversation_record("log")
 
 
 @register_dataclass

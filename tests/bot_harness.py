@@ -9,11 +9,11 @@ from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage
 from bots import BotSettings, StateBot
 from dialogs import ProfileDialog
 from state_engine.state import ConversationState, PrivateConversationState, UserState
-from state_engine.stores.json_storage import JsonStorage
+from state_engine.stores import StateStorage
 
 
-def build_bot(storage: JsonStorage, settings: BotSettings = BotSettings()) -> StateBot:
-    turn_storage = TurnScopedStorage(storage)
+def build_bot(storage: StateStorage, settings: BotSettings = BotSettings()) -> StateBot:
+    turn_storage = storage if isinstance(storage, TurnScopedStorage) else TurnScopedStorage(storage)
     user_state = UserState(turn_storage)
     return StateBot(
         ConversationState(turn_storage),
@@ -25,9 +25,10 @@ def build_bot(storage: JsonStorage, settings: BotSettings = BotSettings()) -> St
     )
 
 
-def build_runner(storage: JsonStorage, settings: BotSettings = BotSettings()) -> TurnRunner:
-    bot = build_bot(storage, settings)
-    return TurnRunner(bot, bot.states, storage, RetryPolicy())
+def build_runner(storage: StateStorage, settings: BotSettings = BotSettings()) -> TurnRunner:
+    turn_storage = TurnScopedStorage(storage)
+    bot = build_bot(turn_storage, settings)
+    return TurnRunner(bot, bot.states, turn_storage, RetryPolicy())
 
 
 def activity_template(conversation_id: str = "conversation-1", user_id: str = "user-1") -> Activity:
@@ -42,7 +43,7 @@ def activity_template(conversation_id: str = "conversation-1", user_id: str = "u
 
 
 def build_test_adapter(
-    storage: JsonStorage,
+    storage: StateStorage,
     settings: BotSettings = BotSettings(),
     template: Activity | None = None,
 ) -> TestAdapter:

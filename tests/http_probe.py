@@ -15,6 +15,9 @@ import sqlite3
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
+from state_engine.stores.items import Item
+from state_engine.stores.partition import parse
+
 # What a Python stack trace or aiohttp's debug error page looks like in a body.
 TRACE_MARKERS = ("Traceback", 'File "', "<h2>Traceback")
 
@@ -86,8 +89,15 @@ def sqlite_documents(path: Path | str) -> Dict[str, str]:
         return {}
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return dict(connection.execute("SELECT key, document FROM store_items ORDER BY key"))
+        rows = list(connection.execute("SELECT key, document, e_tag FROM store_items ORDER BY key"))
     except sqlite3.OperationalError:  # the bot has not created its table yet
         return {}
     finally:
         connection.close()
+    records: Dict[str, str] = {}
+    for key, document, e_tag in rows:
+        partition = parse(key, Item(document, e_tag))
+        if partition.unreadable:
+            records[key] = document
+        records.update({k: json.dumps(r.value, ensure_ascii=False) for k, r in partition.records.items()})
+    return records

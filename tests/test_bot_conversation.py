@@ -6,14 +6,14 @@ import re
 
 from bots import BotSettings
 from bots.state_bot import FORGOTTEN, WELCOME
-from state_engine.stores.memory import MemoryStore
+from state_engine.stores import memory_storage
 from tests.bot_harness import build_test_adapter
 
 TIMESTAMP = re.compile(r"^Message received at: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$")
 
 
 async def test_docs_conversation_word_for_word():
-    adapter = build_test_adapter(MemoryStore())
+    adapter = build_test_adapter(memory_storage())
     flow = await adapter.send("hi")
     flow = await flow.assert_reply(WELCOME)
     flow = await flow.assert_reply("What is your name?")
@@ -37,7 +37,7 @@ async def _named_user(adapter, name: str = "Ada"):
 
 
 async def test_profile_dialog_reprompts_invalid_age_then_saves():
-    store = MemoryStore()
+    store = memory_storage()
     adapter = build_test_adapter(store)
     flow = await _named_user(adapter)
     flow = await (await flow.send("profile")).assert_reply("What is your name?")
@@ -57,7 +57,7 @@ async def test_profile_dialog_reprompts_invalid_age_then_saves():
 
 
 async def test_profile_dialog_skip_age_and_decline():
-    adapter = build_test_adapter(MemoryStore())
+    adapter = build_test_adapter(memory_storage())
     flow = await _named_user(adapter)
     flow = await (await flow.send("profile")).assert_reply("What is your name?")
     flow = await (await flow.send("Bo")).assert_reply(
@@ -69,7 +69,7 @@ async def test_profile_dialog_skip_age_and_decline():
 
 
 async def test_pizza_order_commands_work_without_a_name():
-    adapter = build_test_adapter(MemoryStore())
+    adapter = build_test_adapter(memory_storage())
     flow = await adapter.send("order")
     flow = await flow.assert_reply(WELCOME)
     flow = await flow.assert_reply("Order: (empty)")
@@ -85,7 +85,7 @@ async def test_pizza_order_commands_work_without_a_name():
 
 
 async def test_state_command_shows_all_three_scopes_and_the_log():
-    adapter = build_test_adapter(MemoryStore(), BotSettings(utterance_log_size=3))
+    adapter = build_test_adapter(memory_storage(), BotSettings(utterance_log_size=3))
     flow = await _named_user(adapter, "Cy")
     for text in ("one", "two", "three"):
         flow = await flow.send(text)
@@ -104,13 +104,13 @@ async def test_state_command_shows_all_three_scopes_and_the_log():
 
 
 async def test_state_command_can_be_turned_off():
-    adapter = build_test_adapter(MemoryStore(), BotSettings(state_command_enabled=False))
+    adapter = build_test_adapter(memory_storage(), BotSettings(state_command_enabled=False))
     flow = await (await adapter.send("state")).assert_reply(WELCOME)
     await flow.assert_reply("The state command is turned off on this bot.")
 
 
 async def test_forget_me_deletes_everything_and_starts_over():
-    store = MemoryStore()
+    store = memory_storage()
     adapter = build_test_adapter(store)
     flow = await _named_user(adapter)
     flow = await (await flow.send("add ham")).assert_reply("Added ham. Order: ham")
@@ -125,7 +125,7 @@ async def test_forget_me_deletes_everything_and_starts_over():
 async def test_delete_user_data_activity_deletes_everything():
     from botbuilder.schema import Activity, ActivityTypes
 
-    store = MemoryStore()
+    store = memory_storage()
     adapter = build_test_adapter(store)
     await _named_user(adapter)
     assert store.keys()
@@ -138,7 +138,7 @@ async def test_delete_user_data_activity_deletes_everything():
 async def test_message_without_text_gets_a_clear_reply_and_changes_nothing():
     from botbuilder.schema import Activity, ActivityTypes, Attachment
 
-    store = MemoryStore()
+    store = memory_storage()
     adapter = build_test_adapter(store)
     flow = await adapter.send(
         Activity(
@@ -153,7 +153,7 @@ async def test_message_without_text_gets_a_clear_reply_and_changes_nothing():
 
 
 async def test_long_text_is_bounded_before_it_is_stored():
-    store = MemoryStore()
+    store = memory_storage()
     adapter = build_test_adapter(store, BotSettings(max_text_length=10, max_name_length=4))
     flow = await (await adapter.send("hi")).assert_reply(WELCOME)
     flow = await (await flow.assert_reply("What is your name?")).send("N" * 30)

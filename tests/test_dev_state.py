@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from app import create_app
 from config import DefaultConfig
 from data_models import UserProfile, UtteranceLog
-from state_engine.stores.memory import MemoryStore
+from state_engine.stores import memory_storage
 from state_engine.hosting.dev_state import make_dev_state_handler
 
 QUERY = "/dev/state?channel=emulator&conversation=conversation-1&user=user-1"
@@ -56,27 +56,27 @@ def mocked_get(path: str, peer: str, host: Optional[str] = None):
 
 
 async def test_a_request_from_another_machine_is_refused() -> None:
-    handler = make_dev_state_handler(MemoryStore())
+    handler = make_dev_state_handler(memory_storage())
     response = await handler(mocked_get(QUERY, peer="203.0.113.7"))
     assert response.status == 403
 
 
 async def test_a_request_for_another_host_name_is_refused() -> None:
     """DNS rebinding: the peer is this machine, but the page asked for evil.example."""
-    handler = make_dev_state_handler(MemoryStore())
+    handler = make_dev_state_handler(memory_storage())
     response = await handler(mocked_get(QUERY, peer="127.0.0.1", host="evil.example:3978"))
     assert response.status == 403
 
 
 async def test_missing_ids_are_a_bad_request() -> None:
-    handler = make_dev_state_handler(MemoryStore())
+    handler = make_dev_state_handler(memory_storage())
     response = await handler(mocked_get("/dev/state?channel=emulator", peer="127.0.0.1"))
     assert response.status == 400
     assert b"conversation, user" in response.body
 
 
 async def test_records_are_shown_as_stored_under_their_keys() -> None:
-    store = MemoryStore()
+    store = memory_storage()
     await store.write(
         {
             "emulator/users/user-1": {"UserProfile": UserProfile(name="Ada")},

@@ -10,12 +10,12 @@ from botbuilder.schema import ActivityTypes
 from state_engine.turns import make_on_turn_error
 from state_engine.turns import TurnRunner
 from bots.state_bot import StateBot
-from state_engine.stores.memory import MemoryStore
+from state_engine.stores import memory_storage
 from tests.bot_harness import activity_template, build_bot
 
 
 async def test_unhandled_error_tells_user_traces_and_clears_conversation_state():
-    store = MemoryStore()
+    store = memory_storage()
     bot = build_bot(store)
 
     async def fail_on_boom(turn_context: TurnContext) -> None:

@@ -97,7 +97,8 @@ def target(tmp_path_factory) -> Iterator[FuzzTarget]:
             client.say(text, VICTIM, VICTIM)
         fuzz_target = FuzzTarget(bot, channel, sqlite_path)
         before = fuzz_target.victim_records()
-        assert len(before) == 4  # user, conversation, private state and the utterance log
+        # user, conversation, private state, the utterance log, membership and participants
+        assert len(before) == 6
         fuzz_target.new_log_lines()
         yield fuzz_target
         fuzz_target.http.close()

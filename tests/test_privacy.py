@@ -20,7 +20,7 @@ import pytest
 from bots import BotSettings
 from bots.state_bot import FORGOTTEN
 from config import DefaultConfig
-from state_engine.stores.memory import MemoryStore
+from state_engine.stores import memory_storage
 from tests.bot_harness import build_test_adapter
 from tests.http_probe import RawHttp, sqlite_documents
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
@@ -181,7 +181,7 @@ def test_state_command_is_off_by_default_with_an_app_id_unless_enabled():
 
 async def test_with_the_command_off_state_shows_nothing_stored():
     """What app.py builds when an app id is set: BotSettings(state_command_enabled=False)."""
-    adapter = build_test_adapter(MemoryStore(), BotSettings(state_command_enabled=False))
+    adapter = build_test_adapter(memory_storage(), BotSettings(state_command_enabled=False))
     flow = await adapter.send("hi")
     flow = await flow.assert_reply(lambda activity, _: None)  # welcome
     flow = await flow.assert_reply("What is your name?")

@@ -19,7 +19,7 @@ import pytest
 from state_engine.turns.runner import TOO_LARGE_MESSAGE, UNSAFE_MESSAGE
 from bots import BotSettings
 from bots.state_bot import FORGOTTEN, WELCOME
-from state_engine.stores.memory import MemoryStore
+from state_engine.stores import memory_storage
 from tests.bot_harness import build_test_adapter
 from tests.http_probe import sqlite_documents
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient

@@ -27,7 +27,7 @@ from state_engine.turns.runner import (
 from data_models import PizzaOrder
 from state_engine.stores import CREATE_ONLY, StorageUnavailableError
 from state_engine.stores.json_storage import JsonStorage
-from state_engine.stores.memory import MemoryStore
+from state_engine.stores import memory_storage
 from state_engine.stores.sqlite import SqliteStorage
 from tests.bot_harness import activity_template, build_bot
 
@@ -36,7 +36,7 @@ CONVERSATION = "test/conversations/conversation-1"
 
 @pytest.fixture(params=["memory", "sqlite"])
 async def store(request, tmp_path):
-    backend = MemoryStore() if request.param == "memory" else SqliteStorage(tmp_path / "s.sqlite3")
+    backend = memory_storage() if request.param == "memory" else SqliteStorage(tmp_path / "s.sqlite3")
     yield backend
     await backend.close()
 

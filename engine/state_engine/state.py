@@ -1,17 +1,9 @@
-"""The SDK's three state scopes, deciding "changed?" on the JSON we store.
+"""The SDK's three state scopes, read once per turn and compared on the JSON they store.
 
-A ``BotState`` caches each scope for the turn in a ``CachedBotState``, which
-takes a fingerprint of the scope when it is loaded and again at save time: a
-scope whose fingerprint did not change is not written. The SDK fingerprints
-with jsonpickle, walking every object reflectively: six walks a turn, the
-largest single cost of a turn in the benchmark (without them the bot on the
-memory store went from 0.34× to 0.50× the bare handler's turns/s).
-
-Here the fingerprint is the scope's JSON from ``storage.codec``, the exact text
-our stores save. That is cheaper, and it is the right question: a scope counts
-as changed exactly when what would be stored differs. Everything else (property
-accessors, keys, ``clear_state``, ``delete``) is the SDK's own code; these are
-drop-in subclasses of the classes the docs use.
+Drop-in subclasses of the classes the docs use. Two changes: a scope is read from storage
+once per turn (the SDK reads again whenever the scope is still empty, so a new user's
+``get`` with a default could pick up another turn's record half-way), and "changed?" is
+decided on the codec's JSON, the exact text a store saves, instead of jsonpickle walks.
 """
 
 from __future__ import annotations
@@ -24,7 +16,7 @@ from botbuilder.core import TurnContext
 from botbuilder.core import UserState as SdkUserState
 from botbuilder.core.bot_state import CachedBotState
 
-from state_engine import codec
+from . import codec
 
 
 class StoredJsonCache(CachedBotState):
@@ -34,25 +26,23 @@ class StoredJsonCache(CachedBotState):
         return codec.dumps(obj)
 
 
-class StoredJsonChangeDetection:
-    """Mixin for a ``BotState``: the SDK's ``load``, caching a ``StoredJsonCache``
-    (the SDK builds its ``CachedBotState`` inside ``load``, so ``load`` is the hook)."""
+class ReadOncePerTurn:
+    """Mixin for a ``BotState``: load only when this turn has no copy yet (or ``force``)."""
 
     async def load(self, turn_context: TurnContext, force: bool = False) -> None:
-        cached = self.get_cached_state(turn_context)
-        if force or not cached or not cached.state:
+        if force or self.get_cached_state(turn_context) is None:
             key = self.get_storage_key(turn_context)
             items = await self._storage.read([key])
             turn_context.turn_state[self._context_service_key] = StoredJsonCache(items.get(key))
 
 
-class ConversationState(StoredJsonChangeDetection, SdkConversationState):
+class ConversationState(ReadOncePerTurn, SdkConversationState):
     """Per conversation, shared by everyone in it."""
 
 
-class UserState(StoredJsonChangeDetection, SdkUserState):
+class UserState(ReadOncePerTurn, SdkUserState):
     """Per user, on every conversation of the channel."""
 
 
-class PrivateConversationState(StoredJsonChangeDetection, SdkPrivateConversationState):
+class PrivateConversationState(ReadOncePerTurn, SdkPrivateConversationState):
     """Per user within one conversation."""

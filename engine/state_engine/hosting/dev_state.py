@@ -26,7 +26,7 @@ from typing import Any, Dict, Optional, Tuple
 from aiohttp import web
 from botbuilder.core import Storage
 
-from state_engine.stores import StorageError
+from state_engine.errors import StorageError
 from state_engine.codec import encode_value
 
 logger = logging.getLogger(__name__)

@@ -9,13 +9,13 @@ import logging
 
 from aiohttp import web
 
-from state_engine.stores import StorageError
-from state_engine.stores.json_storage import JsonStorage
+from ..errors import StorageError
+from ..stores.state_storage import StateStorage
 
 logger = logging.getLogger(__name__)
 
 
-def make_health_handler(storage: JsonStorage, timeout_seconds: float = 5.0):
+def make_health_handler(storage: StateStorage, timeout_seconds: float = 5.0):
     async def healthz(request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(storage.ping(), timeout_seconds)

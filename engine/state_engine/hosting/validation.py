@@ -20,6 +20,7 @@ from botbuilder.schema import Activity
 from msrest.exceptions import DeserializationError
 from msrest.serialization import Deserializer, Model
 
+from state_engine import keys
 from state_engine.hosting.activity_json import activity_from_json
 
 #: Deeper JSON than any channel sends; recursive code after us (msrest, the codec) stays safe.
@@ -131,14 +132,10 @@ def _check_ids(body: Dict[str, Any]) -> None:
                 raise BadRequest(f"'{'.'.join(path)}' is over {MAX_ID_LENGTH} characters")
             if _CONTROL_CHARACTER.search(value):
                 raise BadRequest(f"'{'.'.join(path)}' holds a control character")
-    # State is stored under "{channel}/users/{user}", "{channel}/conversations/{conversation}",
-    # "…/{conversation}/users/{user}/" and "…/{conversation}/log" (bots/state_bot.py). These
-    # ids would name another conversation's record: read it as theirs, overwrite or delete it.
-    conversation_id = body["conversation"]["id"]
-    if "/" in body["channelId"]:
-        raise BadRequest("'channelId' holds a '/'")
-    if "/users/" in conversation_id or conversation_id.endswith(("/log", "/")):
-        raise BadRequest("'conversation.id' would name another conversation's stored state")
+    # Ids become storage keys (state_engine.keys); these would name another record.
+    problem = keys.id_problem(body["channelId"], body["conversation"]["id"], body["from"]["id"])
+    if problem:
+        raise BadRequest(problem)
 
 
 def parse_activity(body: Any) -> Activity:

@@ -1,21 +1,8 @@
-"""Azure Cosmos DB (NoSQL API), as the docs' ``CosmosDbPartitionedStorage`` stores it.
+"""Azure Cosmos DB (NoSQL API) on azure-cosmos' async client, in the docs' container layout.
 
-Same settings (``CosmosDbPartitionedConfig``), same container layout (partition
-key ``/id``, one item per key, the original key kept as ``realId``, the state
-under ``document``) and the SDK's own key escaping, with four things fixed:
-
-- **The event loop stays free.** azure-cosmos' client is synchronous; the SDK
-  calls it inside ``async def`` and the whole bot waits while Cosmos answers.
-  Here every call runs on a small thread pool of its own.
-- **No jsonpickle.** State is stored and read through our codec, so a planted
-  document cannot make the bot import and call anything.
-- **One error vocabulary.** A stale e_tag (412) or an item created by someone
-  else first (409) is our ``PreconditionFailedError``; a network failure is
-  ``StorageUnavailableError``.
-- **Serverless and least-privilege accounts work.** No throughput is sent
-  unless ``COSMOS_DB_THROUGHPUT`` is set (serverless accounts reject the SDK's
-  default 400 RU/s), and the database and container are read before anything
-  is created, so a key that may not create them works once they exist.
+Items as ``CosmosDbPartitionedStorage`` lays them out (partition key ``/id``, the original
+id kept as ``realId``, the content under ``document``), so a container created by the
+SDK's store works. No jsonpickle, no thread pool: the event loop never waits on Cosmos.
 """
 
 from __future__ import annotations
@@ -25,26 +12,19 @@ import base64
 import binascii
 import hashlib
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Dict, List, Optional, TypeVar
+import logging
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
-from azure.core.pipeline.transport import RequestsTransport
-from azure.cosmos import (
-    ConnectionRetryPolicy,
-    ContainerProxy,
-    CosmosClient,
-    PartitionKey,
-    documents,
-)
+from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
-from botbuilder.azure import CosmosDbKeyEscape, CosmosDbPartitionedConfig
+from azure.cosmos.aio import ContainerProxy, CosmosClient
+from botbuilder.azure import CosmosDbKeyEscape
 
-from typing import Any as DefaultConfig
-
+from ..conditions import Expect
 from ..errors import (
     ItemTooLargeError,
     PreconditionFailedError,
@@ -52,10 +32,11 @@ from ..errors import (
     StorageError,
     StorageUnavailableError,
 )
-from .json_storage import CREATE_ONLY, Change, JsonStorage
-from .preconditions import check_conditions, needs_precheck
+from ..settings import setting
+from .azure_logging import quiet_azure_logging
+from .items import Item, ItemStore, Put
 
-T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 #: Cosmos DB's limit for one item (its JSON, system properties included).
 COSMOS_ITEM_LIMIT = 2 * 1024 * 1024
@@ -65,17 +46,57 @@ _MAX_ID_LENGTH = 255
 _HASH_LENGTH = 64
 
 
-def cosmos_item_id(key: str) -> str:
-    """The item id for a state key: the SDK's escaping, made safe for every key.
+@dataclass(frozen=True)
+class CosmosSettings:
+    uri: str = setting(
+        "COSMOS_DB_URI", str, "", "The account's URI (https://<account>.documents.azure.com:443/)."
+    )
+    key: str = setting("COSMOS_DB_PRIMARY_KEY", str, "", "The account's primary key.", secret=True)
+    database: str = setting("COSMOS_DB_DATABASE_ID", str, "bot-db", "Database (created if missing and allowed).")
+    container: str = setting(
+        "COSMOS_DB_CONTAINER_ID", str, "bot-storage",
+        "Container, partitioned on /id (created if missing and allowed; one made by the SDK's store works).",
+    )
+    throughput: Optional[int] = setting(
+        "COSMOS_DB_THROUGHPUT", int, None,
+        "RU/s for a container the bot creates. Empty for serverless accounts (they reject one).",
+        minimum=400, maximum=1_000_000,
+    )
+    endpoint_discovery: bool = setting(
+        "COSMOS_DB_ENDPOINT_DISCOVERY", bool, True,
+        "true for Azure; false for a local emulator that advertises endpoints it does not serve.",
+    )
 
-    ``CosmosDbKeyEscape`` turns ``\\ ? / # * tab newline return`` into ``*<code>``
-    but is ambiguous (``"\\t2"`` and ``"\\\\"`` both become ``*92``) and, with
-    compatibility mode off, leaves keys over 255 characters (azure-cosmos then
-    raises ``Id contains illegal chars``) and keys ending in a space (refused).
-    Any key it changes, or that is too long or ends in a space, gets a readable
-    prefix plus the SHA-256 of the original key, so distinct keys never share
-    an item. Plain keys keep exactly the id the SDK's store gives them.
-    """
+    def check(self) -> None:
+        """Refuse settings that cannot work, naming the setting (no network yet)."""
+        uri = urlparse(self.uri)
+        if not self.uri:
+            raise StorageConfigurationError(
+                "COSMOS_DB_URI is empty: set it to the account's URI "
+                "(https://<account>.documents.azure.com:443/) to use STORAGE=cosmos"
+            )
+        if uri.scheme not in ("http", "https") or not uri.hostname:
+            raise StorageConfigurationError(f"COSMOS_DB_URI={self.uri!r} is not an http(s) URI")
+        if not self.key:
+            raise StorageConfigurationError("COSMOS_DB_PRIMARY_KEY is empty")
+        try:
+            base64.b64decode(self.key, validate=True)
+        except (binascii.Error, ValueError):
+            raise StorageConfigurationError(
+                "COSMOS_DB_PRIMARY_KEY is not a Cosmos DB key (base64 text); "
+                "copy the primary key from the account's Keys page"
+            ) from None
+        for name, value in (("COSMOS_DB_DATABASE_ID", self.database), ("COSMOS_DB_CONTAINER_ID", self.container)):
+            if not value or any(ch in value for ch in "/\\#?") or len(value) > _MAX_ID_LENGTH:
+                raise StorageConfigurationError(
+                    f"{name}={value!r}: ids are 1 to 255 characters without / \\ # ?"
+                )
+
+
+def cosmos_item_id(key: str) -> str:
+    """The item id for a key: the SDK's escaping where it is safe, else a readable prefix
+    plus a SHA-256 of the key (the SDK's escaping is ambiguous, and long or space-ended
+    ids are refused), so distinct keys never share an item."""
     escaped = CosmosDbKeyEscape.sanitize_key(key, compatibility_mode=False)
     if escaped == key and len(key) <= _MAX_ID_LENGTH and not key.endswith(" "):
         return key
@@ -83,291 +104,219 @@ def cosmos_item_id(key: str) -> str:
     return f"{escaped[: _MAX_ID_LENGTH - _HASH_LENGTH - 1]}-{digest}"
 
 
-class CosmosDbStorage(JsonStorage):
-    """``Storage`` on one Cosmos DB container partitioned on ``/id``."""
+class CosmosItems(ItemStore):
+    """Items in one Cosmos DB container partitioned on ``/id``."""
 
     max_item_bytes = COSMOS_ITEM_LIMIT - _ITEM_OVERHEAD
 
-    def __init__(
-        self,
-        config: CosmosDbPartitionedConfig,
-        max_workers: int = 10,
-        read_timeout_seconds: float = 30.0,
-    ) -> None:
-        if config.compatibility_mode:
-            raise StorageConfigurationError(
-                "compatibility_mode is not supported: this store maps long keys itself"
-            )
-        self._config = config
-        # azure-core waits 300 s for an answer by default: an endpoint that accepts
-        # connections but never answers would hold a turn (and this store) that long.
-        self._read_timeout = read_timeout_seconds
-        # azure-core's requests session keeps 10 connections per host: one per thread.
-        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="cosmos-storage")
-        self._lock = threading.Lock()
+    def __init__(self, settings: CosmosSettings, request_timeout: float = 3.0) -> None:
+        settings.check()
+        quiet_azure_logging()
+        self._settings = settings
+        self._request_timeout = request_timeout
         self._client: Optional[CosmosClient] = None
         self._container: Optional[ContainerProxy] = None
+        self._ready = asyncio.Lock()
 
-    @classmethod
-    def from_config(cls, config: DefaultConfig, **options: Any) -> "CosmosDbStorage":
-        """Check the settings (no network yet) and build the store from them
-        (``options``: the constructor's tuning arguments)."""
-        uri = urlparse(config.COSMOS_DB_URI)
-        if not config.COSMOS_DB_URI:
-            raise StorageConfigurationError(
-                "COSMOS_DB_URI is empty: set it to the account's URI "
-                "(https://<account>.documents.azure.com:443/) to use STORAGE=cosmos"
-            )
-        if uri.scheme not in ("http", "https") or not uri.hostname:
-            raise StorageConfigurationError(
-                f"COSMOS_DB_URI={config.COSMOS_DB_URI!r} is not an http(s) URI"
-            )
-        if not config.COSMOS_DB_PRIMARY_KEY:
-            raise StorageConfigurationError("COSMOS_DB_PRIMARY_KEY is empty")
-        try:
-            base64.b64decode(config.COSMOS_DB_PRIMARY_KEY, validate=True)
-        except (binascii.Error, ValueError):
-            raise StorageConfigurationError(
-                "COSMOS_DB_PRIMARY_KEY is not a Cosmos DB key (base64 text); "
-                "copy the primary key from the account's Keys page"
-            ) from None
-        for name in ("COSMOS_DB_DATABASE_ID", "COSMOS_DB_CONTAINER_ID"):
-            value = getattr(config, name)
-            if any(ch in value for ch in "/\\#?") or len(value) > _MAX_ID_LENGTH:
-                raise StorageConfigurationError(
-                    f"{name}={value!r}: ids may not contain / \\ # ? or exceed 255 characters"
-                )
-        policy = documents.ConnectionPolicy()
-        # Azure advertises the account's regional endpoints; a local emulator
-        # advertises https:// addresses it does not serve, so turn discovery off there.
-        policy.EnableEndpointDiscovery = config.COSMOS_DB_ENDPOINT_DISCOVERY
-        # Report "unavailable" within about a second, not after ten retries with backoff.
-        policy.ConnectionRetryConfiguration = ConnectionRetryPolicy(
-            retry_total=2, retry_backoff_factor=0.2
-        )
-        return cls(
-            CosmosDbPartitionedConfig(
-                cosmos_db_endpoint=config.COSMOS_DB_URI,
-                auth_key=config.COSMOS_DB_PRIMARY_KEY,
-                database_id=config.COSMOS_DB_DATABASE_ID,
-                container_id=config.COSMOS_DB_CONTAINER_ID,
-                cosmos_client_options={"connection_policy": policy},
-                container_throughput=config.COSMOS_DB_THROUGHPUT,
-                compatibility_mode=False,
-            ),
-            **options,
-        )
+    # -- the container, found or created once ----------------------------------------
 
-    # -- running the synchronous client off the event loop -----------------------
-
-    async def _run(self, work: Callable[[ContainerProxy], T], key: str = "") -> T:
-        def call() -> T:
-            try:
-                return work(self._get_container())
-            except StorageError:
-                raise
-            except cosmos_errors.CosmosHttpResponseError as error:
-                raise self._translate(error, key) from error
-            except AzureError as error:
-                raise StorageUnavailableError(
-                    f"Cosmos DB at COSMOS_DB_URI={self._config.cosmos_db_endpoint} "
-                    f"cannot be reached: {type(error).__name__}"
-                ) from error
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def _translate(self, error: cosmos_errors.CosmosHttpResponseError, key: str) -> StorageError:
-        status = error.status_code
-        if status == 412:
-            return PreconditionFailedError(key)
-        if status == 413:
-            return ItemTooLargeError(key, COSMOS_ITEM_LIMIT + 1, COSMOS_ITEM_LIMIT)
-        if status == 401:
-            return StorageConfigurationError(
-                "COSMOS_DB_PRIMARY_KEY was refused by the account (401 Unauthorized)"
-            )
-        if status == 403:
-            return StorageConfigurationError(
-                f"Cosmos DB refused access (403) to COSMOS_DB_DATABASE_ID="
-                f"{self._config.database_id!r} / COSMOS_DB_CONTAINER_ID={self._config.container_id!r}"
-            )
-        if status == 404:
-            # The container went away (deleted?): look it up again on the next call.
-            self._container = None
-        return StorageUnavailableError(f"Cosmos DB answered {status}: {error.message}")
-
-    def _get_container(self) -> ContainerProxy:
-        """Connect once; read the database and container, creating only what is missing."""
-        with self._lock:
-            if self._container is None:
-                if self._client is None:
-                    policy = self._config.cosmos_client_options["connection_policy"]
-                    verify = not policy.DisableSSLVerification
-                    self._client = CosmosClient(
-                        self._config.cosmos_db_endpoint,
-                        self._config.auth_key,
-                        connection_policy=policy,
-                        connection_verify=verify,
-                        transport=RequestsTransport(
-                            read_timeout=self._read_timeout, connection_verify=verify
-                        ),
-                    )
-                database = self._client.get_database_client(self._config.database_id)
-                if not self._exists(database.read):
-                    self._create(
-                        "COSMOS_DB_DATABASE_ID",
-                        lambda: self._client.create_database(self._config.database_id),
-                    )
-                container = database.get_container_client(self._config.container_id)
-                if not self._exists(container.read):
-                    self._create(
-                        "COSMOS_DB_CONTAINER_ID",
-                        lambda: database.create_container(
-                            self._config.container_id,
-                            PartitionKey(path="/id"),
-                            offer_throughput=self._config.container_throughput,
-                        ),
-                    )
-                self._check_partition_key(container)
-                self._container = container
+    async def _get_container(self) -> ContainerProxy:
+        if self._container is not None:
             return self._container
+        async with self._ready:
+            if self._container is None:
+                self._container = await self._provision()
+        return self._container
 
-    @staticmethod
-    def _exists(read: Callable[[], Any]) -> bool:
-        """True when it exists. A 403 (this key may not read its settings) counts as
-        "exists": creating it would be refused too, and the first item call then
-        reports the 403 as a configuration error naming the settings."""
+    async def _provision(self) -> ContainerProxy:
+        """Read the database and container, creating only what is missing (a key that may
+        not create them works once they exist), and check the container's partition key."""
+        if self._client is None:
+            self._client = CosmosClient(
+                self._settings.uri,
+                self._settings.key,
+                enable_endpoint_discovery=self._settings.endpoint_discovery,
+                connection_timeout=self._request_timeout,
+                read_timeout=self._request_timeout,
+                retry_total=1,
+                retry_backoff_max=1,
+                retry_backoff_factor=0.2,
+                logging_enable=False,
+            )
+        settings = self._settings
+        database = self._client.get_database_client(settings.database)
+        if not await self._exists(database.read):
+            await self._create("COSMOS_DB_DATABASE_ID", settings.database, self._client.create_database(settings.database))
+        container = database.get_container_client(settings.container)
+        properties = await self._exists(container.read)
+        if not properties:
+            options = {} if settings.throughput is None else {"offer_throughput": settings.throughput}
+            await self._create(
+                "COSMOS_DB_CONTAINER_ID",
+                settings.container,
+                database.create_container(settings.container, PartitionKey(path="/id"), **options),
+            )
+            properties = await self._exists(container.read)
+        paths = properties.get("partitionKey", {}).get("paths") if isinstance(properties, dict) else None
+        if paths is not None and paths != ["/id"]:
+            raise StorageConfigurationError(
+                f"COSMOS_DB_CONTAINER_ID={settings.container!r} is partitioned on {paths}, "
+                "not /id: use a container partitioned on /id"
+            )
+        return container
+
+    async def _exists(self, read: Any) -> Any:
+        """The resource's properties, None when it is missing. A 403 (this key may not read
+        settings) counts as existing: the first item call then names the setting."""
         try:
-            read()
+            return await read()
         except cosmos_errors.CosmosResourceNotFoundError:
-            return False
+            return None
         except cosmos_errors.CosmosHttpResponseError as error:
-            if error.status_code != 403:
-                raise
-        return True
+            if error.status_code == 403:
+                return True
+            raise self._translate(error, "") from error
+        except AzureError as error:
+            raise self._unreachable(error) from error
 
-    def _create(self, setting: str, create: Callable[[], Any]) -> None:
+    async def _create(self, setting_name: str, value: str, create: Any) -> None:
         try:
-            create()
+            await create
         except cosmos_errors.CosmosResourceExistsError:
             pass  # another instance created it first
         except cosmos_errors.CosmosHttpResponseError as error:
-            if error.status_code != 403:
-                raise
-            value = getattr(self._config, "database_id" if "DATABASE" in setting else "container_id")
-            raise StorageConfigurationError(
-                f"{setting}={value!r} does not exist and this key may not create it: "
-                "create it in the portal or give the key permission"
-            ) from error
-
-    def _check_partition_key(self, container: ContainerProxy) -> None:
-        try:
-            paths = container.read()["partitionKey"]["paths"]
-        except cosmos_errors.CosmosHttpResponseError as error:
             if error.status_code == 403:
-                return  # cannot read its settings; the first write will tell
-            raise
-        if paths != ["/id"]:
-            raise StorageConfigurationError(
-                f"COSMOS_DB_CONTAINER_ID={self._config.container_id!r} is partitioned on "
-                f"{paths}, not /id: use a container partitioned on /id"
+                raise StorageConfigurationError(
+                    f"{setting_name}={value!r} does not exist and this key may not create it: "
+                    "create it in the portal or give the key permission"
+                ) from error
+            raise self._translate(error, "") from error
+        except AzureError as error:
+            raise self._unreachable(error) from error
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _translate(self, error: cosmos_errors.CosmosHttpResponseError, item_id: str) -> StorageError:
+        status = error.status_code
+        if status == 412:
+            return PreconditionFailedError(item_id)
+        if status == 413:
+            return ItemTooLargeError(item_id, COSMOS_ITEM_LIMIT + 1, COSMOS_ITEM_LIMIT)
+        if status == 401:
+            return StorageConfigurationError("COSMOS_DB_PRIMARY_KEY was refused by the account (401)")
+        if status == 403:
+            return StorageConfigurationError(
+                f"Cosmos DB refused access (403) to COSMOS_DB_DATABASE_ID={self._settings.database!r} "
+                f"/ COSMOS_DB_CONTAINER_ID={self._settings.container!r}"
             )
+        if status == 404:
+            self._container = None  # the container went away: look it up again next time
+            return StorageUnavailableError(
+                f"COSMOS_DB_CONTAINER_ID={self._settings.container!r} does not exist (404)"
+            )
+        return StorageUnavailableError(f"Cosmos DB answered {status}")
 
-    # -- JsonStorage ---------------------------------------------------------------
+    def _unreachable(self, error: BaseException) -> StorageUnavailableError:
+        return StorageUnavailableError(
+            f"Cosmos DB at COSMOS_DB_URI={self._settings.uri} cannot be reached: {type(error).__name__}"
+        )
 
-    async def _read_documents(self, keys: List[str]) -> Dict[str, tuple[str, str]]:
-        found = await asyncio.gather(*(self._read_one(key) for key in keys))
-        return {key: item for key, item in zip(keys, found) if item is not None}
+    async def _call(self, item_id: str, work: Any) -> Any:
+        try:
+            return await work
+        except StorageError:
+            raise
+        except cosmos_errors.CosmosHttpResponseError as error:
+            raise self._translate(error, item_id) from error
+        except (AzureError, asyncio.TimeoutError, OSError) as error:
+            raise self._unreachable(error) from error
 
-    async def _read_one(self, key: str) -> Optional[tuple[str, str]]:
-        item_id = cosmos_item_id(key)
+    # -- ItemStore -------------------------------------------------------------------------
 
-        def read(container: ContainerProxy) -> Optional[dict]:
-            try:
-                return container.read_item(item_id, partition_key=item_id)
-            except cosmos_errors.CosmosResourceNotFoundError:
-                return None
+    async def get(self, item_ids: Sequence[str]) -> Dict[str, Item]:
+        container = await self._get_container()
+        found = await asyncio.gather(*(self._read(container, item_id) for item_id in item_ids))
+        return {item_id: item for item_id, item in zip(item_ids, found) if item is not None}
 
-        item = await self._run(read, key)
-        if item is None:
+    async def _read(self, container: ContainerProxy, item_id: str) -> Optional[Item]:
+        cosmos_id = cosmos_item_id(item_id)
+        try:
+            body = await container.read_item(cosmos_id, partition_key=cosmos_id)
+        except cosmos_errors.CosmosResourceNotFoundError as error:
+            if _container_missing(error):
+                raise self._translate(error, item_id) from error
             return None
-        # The state goes back to JSON text so that our codec, and only our
-        # codec, decides what it becomes.
-        document = json.dumps(item.get("document"), ensure_ascii=False)
-        return document, item["_etag"]
+        except cosmos_errors.CosmosHttpResponseError as error:
+            raise self._translate(error, item_id) from error
+        except (AzureError, asyncio.TimeoutError, OSError) as error:
+            raise self._unreachable(error) from error
+        # Back to JSON text, so that the engine (and only it) decides what the content becomes.
+        return Item(json.dumps(body.get("document"), ensure_ascii=False), body["_etag"])
 
-    async def _write_documents(self, changes: List[Change]) -> None:
-        bodies = [self._body(change) for change in changes]
-        if needs_precheck(changes):
-            current = await self._read_documents([change.key for change in changes])
-            check_conditions(changes, {key: e_tag for key, (_, e_tag) in current.items()})
-        results = await asyncio.gather(
-            *(self._write_one(change, body) for change, body in zip(changes, bodies)),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    def _body(self, change: Change) -> Dict[str, Any]:
-        """The item as the SDK's store lays it out; checked against Cosmos' limit first."""
-        size = (
-            len(change.document.encode("utf-8"))
-            + len(json.dumps(change.key).encode("utf-8"))
-            + _MAX_ID_LENGTH * 4
-            + 1024
-        )
-        if size > COSMOS_ITEM_LIMIT:
-            raise ItemTooLargeError(change.key, size, COSMOS_ITEM_LIMIT)
-        return {
-            "id": cosmos_item_id(change.key),
-            "realId": change.key,
-            "document": json.loads(change.document),
-        }
-
-    async def _write_one(self, change: Change, body: Dict[str, Any]) -> None:
-        def write(container: ContainerProxy) -> None:
-            if change.expected_etag is None:
-                container.upsert_item(body)
-            elif change.expected_etag == CREATE_ONLY:
-                try:
-                    container.create_item(body)
-                except cosmos_errors.CosmosResourceExistsError:
-                    raise PreconditionFailedError(change.key, "the item already exists") from None
+    async def put(self, put: Put) -> Optional[str]:
+        container = await self._get_container()
+        cosmos_id = cosmos_item_id(put.item_id)
+        expect = put.condition.expect
+        match = {"etag": put.condition.e_tag, "match_condition": MatchConditions.IfNotModified}
+        try:
+            if put.text is None:
+                options = match if expect is Expect.MATCH else {}
+                await container.delete_item(cosmos_id, partition_key=cosmos_id, **options)
+                return None
+            body = {"id": cosmos_id, "realId": put.item_id, "document": json.loads(put.text)}
+            if expect is Expect.ANYTHING:
+                written = await container.upsert_item(body)
+            elif expect is Expect.ABSENT:
+                written = await container.create_item(body)
             else:
-                try:
-                    container.replace_item(
-                        body["id"],
-                        body,
-                        etag=change.expected_etag,
-                        match_condition=MatchConditions.IfNotModified,
-                    )
-                except cosmos_errors.CosmosResourceNotFoundError:
-                    raise PreconditionFailedError(change.key, "the item was deleted") from None
+                written = await container.replace_item(cosmos_id, body, **match)
+            return written["_etag"]
+        except cosmos_errors.CosmosResourceExistsError:
+            raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
+        except cosmos_errors.CosmosResourceNotFoundError as error:
+            if _container_missing(error):
+                raise self._translate(error, put.item_id) from error
+            if put.text is None and expect is Expect.ANYTHING:
+                return None
+            raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
+        except cosmos_errors.CosmosHttpResponseError as error:
+            raise self._translate(error, put.item_id) from error
+        except (AzureError, asyncio.TimeoutError, OSError) as error:
+            raise self._unreachable(error) from error
 
-        await self._run(write, change.key)
+    async def list_ids(self, prefix: str) -> List[str]:
+        container = await self._get_container()
+        query = "SELECT c.realId FROM c WHERE STARTSWITH(c.realId, @prefix)"
 
-    async def _delete_documents(self, keys: List[str]) -> None:
-        async def delete_one(key: str) -> None:
-            item_id = cosmos_item_id(key)
+        async def collect() -> List[str]:
+            rows = container.query_items(query, parameters=[{"name": "@prefix", "value": prefix}])
+            return sorted([row["realId"] async for row in rows if isinstance(row.get("realId"), str)])
 
-            def delete(container: ContainerProxy) -> None:
-                try:
-                    container.delete_item(item_id, partition_key=item_id)
-                except cosmos_errors.CosmosResourceNotFoundError:
-                    pass
+        return await self._call(prefix, collect())
 
-            await self._run(delete, key)
-
-        await asyncio.gather(*(delete_one(key) for key in keys))
+    async def ping(self) -> None:
+        """The container must exist and answer (a read of its properties)."""
+        container = await self._get_container()
+        try:
+            await container.read()
+        except cosmos_errors.CosmosResourceNotFoundError:
+            self._container = None
+            raise StorageUnavailableError(
+                f"COSMOS_DB_CONTAINER_ID={self._settings.container!r} does not exist"
+            ) from None
+        except cosmos_errors.CosmosHttpResponseError as error:
+            if error.status_code != 403:
+                raise self._translate(error, "") from error
+        except (AzureError, asyncio.TimeoutError, OSError) as error:
+            raise self._unreachable(error) from error
 
     async def close(self) -> None:
-        def close_client() -> None:
-            with self._lock:
-                if self._client is not None:
-                    self._client.__exit__()
-                    self._client = None
-                    self._container = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+            self._container = None
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, close_client)
-        self._executor.shutdown(wait=False)
+
+def _container_missing(error: cosmos_errors.CosmosHttpResponseError) -> bool:
+    """A 404 for the container itself, not for an item in it (Cosmos' sub-status 1003)."""
+    return getattr(error, "sub_status", None) == 1003

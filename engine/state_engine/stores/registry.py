@@ -1,59 +1,107 @@
-"""Maps the ``STORAGE`` setting to a store. A new backend is one line here."""
+"""Every backend named once: its settings class and its ``ItemStore``, found by ``STORAGE``.
+
+A new backend is one module (a settings dataclass and an ``ItemStore``) plus one entry
+here; the factory, the settings checks, ``.env.example`` and the storage contract suite
+all read this list. Modules are imported on first use, so unused SDKs are never loaded.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Dict
-
-from typing import Any as DefaultConfig
+import importlib
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Tuple
 
 from ..errors import StorageConfigurationError
-from .json_storage import JsonStorage
+from ..settings import Setting, SettingError, declared, read_settings
+from .items import ItemStore
+from .state_storage import StateStorage
 
 
-def _sqlite(config: DefaultConfig) -> JsonStorage:
-    from .sqlite import SqliteStorage
+@dataclass(frozen=True)
+class Backend:
+    """One backend: where its classes live and what it is, in a line."""
 
-    return SqliteStorage(config.SQLITE_PATH, config.SQLITE_BUSY_TIMEOUT)
+    name: str
+    module: str
+    settings_class_name: str
+    items_class_name: str
+    summary: str
 
+    def _attribute(self, name: str) -> Any:
+        return getattr(importlib.import_module(self.module), name)
 
-def _memory(config: DefaultConfig) -> JsonStorage:
-    from .memory import MemoryStore
+    @property
+    def settings_class(self) -> type:
+        return self._attribute(self.settings_class_name)
 
-    return MemoryStore()
+    @property
+    def items_class(self) -> type:
+        return self._attribute(self.items_class_name)
 
-
-def _cosmos(config: DefaultConfig) -> JsonStorage:
-    from .cosmos import CosmosDbStorage
-
-    return CosmosDbStorage.from_config(config)
-
-
-def _blob(config: DefaultConfig) -> JsonStorage:
-    from .blob import AzureBlobStorage
-
-    return AzureBlobStorage.from_config(config)
-
-
-def _table(config: DefaultConfig) -> JsonStorage:
-    from .table import AzureTableStorage
-
-    return AzureTableStorage.from_config(config)
+    def read_settings(self, env: Mapping[str, str]) -> Any:
+        return read_settings(self.settings_class, env)
 
 
-BACKENDS: Dict[str, Callable[[DefaultConfig], JsonStorage]] = {
-    "sqlite": _sqlite,
-    "memory": _memory,
-    "cosmos": _cosmos,
-    "blob": _blob,
-    "table": _table,
+BACKENDS: Dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("sqlite", "state_engine.stores.sqlite", "SqliteSettings", "SqliteItems",
+                "one SQLite file (the default; survives restarts)"),
+        Backend("memory", "state_engine.stores.memory", "MemorySettings", "MemoryItems",
+                "in this process only (tests and demos; lost on restart)"),
+        Backend("cosmos", "state_engine.stores.cosmos", "CosmosSettings", "CosmosItems",
+                "Azure Cosmos DB (NoSQL API)"),
+        Backend("blob", "state_engine.stores.blob", "BlobSettings", "BlobItems",
+                "Azure Blob Storage"),
+        Backend("table", "state_engine.stores.table", "TableSettings", "TableItems",
+                "Azure Table storage"),
+    )
 }
 
+STORAGE = Setting(
+    "STORAGE", str, "sqlite",
+    "Where state is kept: " + ", ".join(f"{name} ({b.summary})" for name, b in BACKENDS.items()),
+    choices=tuple(BACKENDS),
+)
 
-def create_storage(config: DefaultConfig) -> JsonStorage:
+
+def backend_named(name: str) -> Backend:
     try:
-        factory = BACKENDS[config.STORAGE]
+        return BACKENDS[name]
     except KeyError:
         raise StorageConfigurationError(
-            f"STORAGE={config.STORAGE!r} is not one of: {', '.join(sorted(BACKENDS))}"
+            f"STORAGE={name!r} is not one of: {', '.join(BACKENDS)}"
         ) from None
-    return factory(config)
+
+
+def read_backend_settings(name: str, env: Mapping[str, str]) -> Any:
+    """Backend ``name``'s settings object, read from ``env`` (a wrong one names the setting)."""
+    backend = backend_named(name)
+    try:
+        settings = backend.read_settings(env)
+    except SettingError as error:
+        raise StorageConfigurationError(str(error)) from None
+    check = getattr(settings, "check", None)
+    if check is not None:
+        check()
+    return settings
+
+
+def open_items(name: str, settings: Any, request_timeout: float = 3.0) -> ItemStore:
+    """Backend ``name`` on its settings object."""
+    return backend_named(name).items_class(settings, request_timeout=request_timeout)
+
+
+def create_storage(name: str, settings: Any, *, deadline_seconds: float = 10.0) -> StateStorage:
+    """The ``Storage`` the bot's state scopes use, on backend ``name``. Every storage
+    round trip is bounded by a quarter of the turn's deadline (a turn makes a few)."""
+    items = open_items(name, settings, request_timeout=max(1.0, deadline_seconds / 4))
+    return StateStorage(items, commit_timeout_seconds=deadline_seconds)
+
+
+def backend_settings() -> Tuple[Setting, ...]:
+    """STORAGE and every backend's settings, for ``.env.example`` and the settings checks."""
+    found = [STORAGE]
+    for backend in BACKENDS.values():
+        found.extend(item for _, item in declared(backend.settings_class))
+    return tuple(found)

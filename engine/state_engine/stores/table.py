@@ -1,56 +1,67 @@
-"""Azure Table storage: "Implement custom storage for your bot" on a real service.
+"""Azure Table storage: "Implement custom storage for your bot" on a service the SDK lacks.
 
-The SDK has no Table store for Python, so this is the lesson in full: three
-methods (``read``, ``write``, ``delete``) on ``azure-data-tables``' async client.
-
-- **Keys.** Each state key is one entity: PartitionKey = the key made safe,
-  RowKey = "" (each item is its own partition, so Table can spread them out).
-  Table forbids ``/ \\ # ?`` and control characters in keys (Azurite even
-  answers ``/`` with a 500), so those and ``*`` itself become ``*xx`` (hex);
-  keys over 255 characters keep a prefix plus a SHA-256 of the whole key. The
-  original key is kept in the ``Key`` property.
-- **Documents.** The JSON text is split over ``Document0``, ``Document1``... because
-  a string property holds at most 64 KiB (as UTF-16) and an entity 1 MiB.
-- **e_tags** are Table's ETags: updates send ``If-Match`` and fail with 412 when
-  someone else wrote first; records that must be new use ``create_entity``
-  (409 if it exists); unconditional writes upsert.
+Each item is one entity: PartitionKey = the id made safe (``/ \\ # ?``, control characters
+and ``*`` become ``*xx``; ids over 255 characters keep a prefix plus a SHA-256), RowKey "",
+the id in ``Key``, and the JSON split over ``Document0..N`` (64 KiB per string property).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from typing import Any, Dict
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from typing import Any as DefaultConfig
-
-from .azure_base import AzureStorageBase
-from ..errors import PreconditionFailedError, StorageConfigurationError
-from .json_storage import CREATE_ONLY, Change
+from ..conditions import Expect
+from ..errors import StorageConfigurationError
+from ..settings import setting
+from .azure_storage import AzureStorageItems, check_connection_string
+from .items import Item, Put
 
 ROW_KEY = ""
 KEY_PROPERTY = "Key"
 PARTS_PROPERTY = "DocumentParts"
-#: Characters per property: even if every one needs two UTF-16 units, 16,000
-#: of them stay under Table's 64 KiB per string property.
+#: Characters per property: even if every one needs two UTF-16 units, 16,000 of them
+#: stay under Table's 64 KiB per string property.
 PART_CHARS = 16_000
 _MAX_KEY_LENGTH = 255
+#: Characters of an id kept readable when it is hashed (the rest is "-" + 64 hex digits).
+_KEPT_PREFIX = _MAX_KEY_LENGTH - 65
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _FORBIDDEN = re.compile(r"[/\\#?*\x00-\x1f\x7f-\x9f]")
 
 
-def table_partition_key(key: str) -> str:
-    """The PartitionKey for a state key (see the module docstring)."""
-    escaped = _FORBIDDEN.sub(lambda match: f"*{ord(match.group()):02x}", key)
+@dataclass(frozen=True)
+class TableSettings:
+    connection_string: str = setting(
+        "TABLE_CONNECTION_STRING", str, "", "The storage account's connection string.", secret=True
+    )
+    table: str = setting("TABLE_NAME", str, "botstorage", "Table (created on first use if allowed).")
+
+    def check(self) -> None:
+        check_connection_string(self.connection_string, "TABLE_CONNECTION_STRING", "table")
+        if not _TABLE_NAME.match(self.table):
+            raise StorageConfigurationError(
+                f"TABLE_NAME={self.table!r}: use 3-63 letters and digits, starting with a letter"
+            )
+
+
+def _escaped(item_id: str) -> str:
+    return _FORBIDDEN.sub(lambda match: f"*{ord(match.group()):02x}", item_id)
+
+
+def table_partition_key(item_id: str) -> str:
+    """The PartitionKey of an item (see the module docstring)."""
+    escaped = _escaped(item_id)
     if len(escaped) <= _MAX_KEY_LENGTH:
         return escaped
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
-    return f"{escaped[: _MAX_KEY_LENGTH - len(digest) - 1]}-{digest}"
+    digest = hashlib.sha256(item_id.encode("utf-8")).hexdigest()
+    return f"{escaped[:_KEPT_PREFIX]}-{digest}"
 
 
 def document_properties(document: str) -> Dict[str, Any]:
@@ -61,86 +72,84 @@ def document_properties(document: str) -> Dict[str, Any]:
     return properties
 
 
-class AzureTableStorage(AzureStorageBase):
-    """``Storage`` on one table (``TABLE_NAME``)."""
+class TableItems(AzureStorageItems):
+    """Items as entities of one table (``TABLE_NAME``)."""
 
     service_name = "Table storage"
     connection_setting = "TABLE_CONNECTION_STRING"
     resource_setting = "TABLE_NAME"
     missing_resource_code = "TableNotFound"
-
-    # An entity holds 1 MiB. Azure counts strings as UTF-16 (2 bytes per ASCII
-    # character); Azurite counts the request, where the SDK escapes every
-    # non-ASCII character as \uXXXX (up to 3x its UTF-8 size). 320 KiB of UTF-8
-    # JSON fits either way, with room for the keys and property names.
+    # An entity holds 1 MiB. Azure counts strings as UTF-16 (2 bytes per ASCII character);
+    # Azurite counts the request, where the SDK escapes non-ASCII as \uXXXX (up to 3x its
+    # UTF-8 size). 320 KiB of UTF-8 JSON fits either way, with room for keys and names.
     max_item_bytes = 320 * 1024
 
-    def __init__(self, connection_string: str, table_name: str) -> None:
+    def __init__(self, settings: TableSettings, request_timeout: float = 3.0) -> None:
+        settings.check()
+        super().__init__(settings.table)
         try:
             self._table = TableClient.from_connection_string(
-                connection_string,
-                table_name,
-                # Report "unavailable" within about a second, not after minutes of retries.
-                retry_total=2,
+                settings.connection_string,
+                settings.table,
+                retry_total=1,
                 retry_backoff_factor=0.2,
+                connection_timeout=request_timeout,
+                read_timeout=request_timeout,
             )
         except ValueError as error:
             raise StorageConfigurationError(
                 f"TABLE_CONNECTION_STRING is not a storage connection string ({error})"
             ) from None
-        super().__init__(table_name)
-
-    @classmethod
-    def from_config(cls, config: DefaultConfig) -> "AzureTableStorage":
-        if not config.TABLE_CONNECTION_STRING:
-            raise StorageConfigurationError(
-                "TABLE_CONNECTION_STRING is empty: copy it from the storage account's "
-                "Access keys page to use STORAGE=table"
-            )
-        if not _TABLE_NAME.match(config.TABLE_NAME):
-            raise StorageConfigurationError(
-                f"TABLE_NAME={config.TABLE_NAME!r}: use 3-63 letters and digits, starting with a letter"
-            )
-        return cls(config.TABLE_CONNECTION_STRING, config.TABLE_NAME)
 
     async def _create_resource(self) -> None:
         await self._table.create_table()
 
-    async def _get_item(self, key: str) -> tuple[str, str]:
-        entity = await self._table.get_entity(table_partition_key(key), ROW_KEY)
-        parts = int(entity.get(PARTS_PROPERTY, 0))
-        document = "".join(entity.get(f"Document{index}", "") for index in range(parts))
-        return document, entity.metadata["etag"]
+    async def _get_item(self, item_id: str) -> Item:
+        entity = await self._table.get_entity(table_partition_key(item_id), ROW_KEY)
+        e_tag = entity.metadata["etag"]
+        parts = entity.get(PARTS_PROPERTY)
+        # Checked before anything is allocated: a planted DocumentParts=10**9 must not
+        # make the bot build a billion-part string.
+        most = math.ceil(self.max_item_bytes / PART_CHARS) + 1
+        if not isinstance(parts, int) or isinstance(parts, bool) or not 1 <= parts <= most:
+            return Item("", e_tag, problem=f"the entity's {PARTS_PROPERTY} is not 1 to {most}")
+        texts = [entity.get(f"Document{index}") for index in range(parts)]
+        if not all(isinstance(text, str) for text in texts):
+            return Item("", e_tag, problem="the entity's document parts are not all text")
+        return Item("".join(texts), e_tag)
 
-    async def _put_item(self, change: Change) -> None:
+    async def _put_item(self, put: Put) -> Optional[str]:
+        partition_key = table_partition_key(put.item_id)
+        expect = put.condition.expect
+        match = {"etag": put.condition.e_tag, "match_condition": MatchConditions.IfNotModified}
+        if put.text is None:
+            options = match if expect is Expect.MATCH else {}
+            await self._table.delete_entity(partition_key, ROW_KEY, **options)
+            return None
         entity = {
-            "PartitionKey": table_partition_key(change.key),
+            "PartitionKey": partition_key,
             "RowKey": ROW_KEY,
-            KEY_PROPERTY: change.key,
-            **document_properties(change.document),
+            KEY_PROPERTY: put.item_id,
+            **document_properties(put.text),
         }
-        try:
-            if change.expected_etag is None:
-                # REPLACE, not MERGE: a shorter document must not keep old parts.
-                await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-            elif change.expected_etag == CREATE_ONLY:
-                await self._table.create_entity(entity)
-            else:
-                await self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=change.expected_etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except ResourceExistsError:
-            raise PreconditionFailedError(change.key, "the item already exists") from None
-        except ResourceNotFoundError as error:
-            if error.error_code == self.missing_resource_code:
-                raise  # the table is gone, not the entity: translated like any SDK error
-            raise PreconditionFailedError(change.key, "the item was deleted") from None
+        # REPLACE, not MERGE: a shorter document must not keep old parts.
+        if expect is Expect.ANYTHING:
+            result = await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        elif expect is Expect.ABSENT:
+            result = await self._table.create_entity(entity)
+        else:
+            result = await self._table.update_entity(entity, mode=UpdateMode.REPLACE, **match)
+        return result["etag"]
 
-    async def _delete_item(self, key: str) -> None:
-        await self._table.delete_entity(table_partition_key(key), ROW_KEY)
+    async def _list(self, prefix: str) -> List[str]:
+        low = _escaped(prefix)[:_KEPT_PREFIX]
+        high = low + "\uffff"
+        entities = self._table.query_entities(
+            "PartitionKey ge @low and PartitionKey lt @high",
+            parameters={"low": low, "high": high},
+            select=[KEY_PROPERTY],
+        )
+        return [entity[KEY_PROPERTY] async for entity in entities if isinstance(entity.get(KEY_PROPERTY), str)]
 
     async def close(self) -> None:
         await self._table.close()

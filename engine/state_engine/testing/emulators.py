@@ -1,15 +1,12 @@
 """Real local servers for the cloud stores: Azurite (Blob + Table) and a Cosmos DB emulator.
 
-Both are npm packages pinned in package.json (``make test`` installs them). Each
-starts on free 127.0.0.1 ports (port 0: the server picks, then tells us in its
-log) with a throw-away data folder, and is stopped after. Nothing needs Docker
-or a cloud account. ``backend_env`` gives the environment variables that put
-the bot on any backend, so tests can start the bot process on each of them.
+Both are npm packages pinned in the project's package.json (``make test`` installs
+them); each starts on free 127.0.0.1 ports with a throw-away data folder and is stopped
+after. Nothing needs Docker or a cloud account.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -18,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from .paths import PROJECT_ROOT
 
@@ -157,46 +154,3 @@ def start_cosmos(workdir: Path, latency_ms: int = 0) -> CosmosEmulator:
 def unique_name(prefix: str) -> str:
     """A fresh container/table name (lowercase letters and digits: valid everywhere)."""
     return f"{prefix}{uuid.uuid4().hex[:12]}"
-
-
-def backend_env(
-    name: str,
-    *,
-    azurite: Optional[Azurite] = None,
-    cosmos: Optional[CosmosEmulator] = None,
-    sqlite_path: Optional[os.PathLike] = None,
-) -> Dict[str, str]:
-    """Environment variables that put the bot on backend ``name``, on a fresh
-    container/table (pass the same dict to two processes to share one store)."""
-    if name == "memory":
-        return {"STORAGE": "memory"}
-    if name == "sqlite":
-        if sqlite_path is None:
-            raise ValueError("sqlite needs sqlite_path")
-        return {"STORAGE": "sqlite", "SQLITE_PATH": str(sqlite_path)}
-    if name == "cosmos":
-        if cosmos is None:
-            raise ValueError("cosmos needs a running CosmosEmulator")
-        return {
-            "STORAGE": "cosmos",
-            "COSMOS_DB_URI": cosmos.uri,
-            "COSMOS_DB_PRIMARY_KEY": COSMOS_EMULATOR_KEY,
-            "COSMOS_DB_DATABASE_ID": "bot-db",
-            "COSMOS_DB_CONTAINER_ID": unique_name("state"),
-            "COSMOS_DB_ENDPOINT_DISCOVERY": "false",
-        }
-    if name in ("blob", "table"):
-        if azurite is None:
-            raise ValueError(f"{name} needs a running Azurite")
-        if name == "blob":
-            return {
-                "STORAGE": "blob",
-                "BLOB_CONNECTION_STRING": azurite.connection_string("blob"),
-                "BLOB_CONTAINER_NAME": unique_name("state"),
-            }
-        return {
-            "STORAGE": "table",
-            "TABLE_CONNECTION_STRING": azurite.connection_string("table"),
-            "TABLE_NAME": unique_name("state"),
-        }
-    raise ValueError(f"unknown backend {name!r}")

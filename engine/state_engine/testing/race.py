@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Protocol, Sequence
 from urllib.parse import urlsplit
 
-from state_engine.turns.runner import BUSY_MESSAGE
+from state_engine.turns.runner import TurnMessages
+
+BUSY_MESSAGE = TurnMessages().busy
 
 ADDED = re.compile(r"^Added (?P<topping>.+?)\. Order: (?P<order>.*)$")
 REFEREE = "referee"

@@ -1,5 +1,9 @@
-"""The docs samples' ``on_turn_error``: log, tell the user, trace for the Emulator,
-and clear conversation state so a broken dialog does not trap the user."""
+"""The docs samples' ``on_turn_error``: log, tell the user, trace for the Emulator, and
+clear the failing user's dialog so a broken dialog does not trap them.
+
+Only that user's private conversation state is cleared, and only if nobody changed it
+since: in a group, the conversation's shared state (and everyone else's) stays.
+"""
 
 from __future__ import annotations
 
@@ -7,19 +11,21 @@ import datetime as dt
 import logging
 import traceback
 
-from botbuilder.core import ConversationState, TurnContext
-from botbuilder.schema import ActivityTypes, Activity
+from botbuilder.core import BotState, TurnContext
+from botbuilder.schema import Activity, ActivityTypes
+
+from ..conditions import if_match
+from ..errors import StorageError
+from ..stores.state_storage import Change, StateStorage
 
 logger = logging.getLogger(__name__)
 
 
-def make_on_turn_error(conversation_state: ConversationState):
+def make_on_turn_error(private_state: BotState, storage: StateStorage):
     async def on_turn_error(context: TurnContext, error: Exception) -> None:
-        # The full trace goes to the log only; the user sees a plain message.
+        # The full trace goes to the log only; the user sees the docs' plain messages.
         logger.error(
-            "[on_turn_error] unhandled error: %s\n%s",
-            error,
-            "".join(traceback.format_exception(error)),
+            "[on_turn_error] unhandled error: %s\n%s", error, "".join(traceback.format_exception(error))
         )
         await context.send_activity("The bot encountered an error or bug.")
         await context.send_activity("To continue to run this bot, please fix the bot source code.")
@@ -34,11 +40,12 @@ def make_on_turn_error(conversation_state: ConversationState):
                     value_type="https://www.botframework.com/schemas/error",
                 )
             )
+        key = private_state.get_storage_key(context)
         try:
-            # load first: the SDK's delete expects this turn's cached copy to exist.
-            await conversation_state.load(context)
-            await conversation_state.delete(context)
-        except Exception as delete_error:  # the store may be what failed
-            logger.error("could not clear conversation state: %s", delete_error)
+            found = await storage.read_records([key])
+            if key in found:
+                await storage.commit([Change(key, delete=True, condition=if_match(found[key].e_tag))])
+        except StorageError as delete_error:  # the store may be what failed, or the user moved on
+            logger.error("could not clear the user's private state: %s", delete_error)
 
     return on_turn_error

@@ -1,85 +1,69 @@
 """Optimistic concurrency around a turn: the docs' scale-out pattern, made safe.
 
-When a bot runs on several instances (or one instance handles two messages of
-one conversation at once), two turns can read the same state, both change it,
-and the last save silently wins: one user adds mushrooms, another adds cheese,
-both are told "added", and one topping is gone. "Implement custom storage for
-your bot" answers with three ideas, all here:
-
-1. **Optimistic concurrency**: every scope is saved with the e_tag it was read
-   with (or create-only if it did not exist), so a stale save fails instead of
-   overwriting someone else's change.
-2. **Buffered replies**: the bot's replies are held back until its state is
-   saved, so nobody is told something that was not stored.
-3. **Retry**: on a conflict the replies are dropped, the state reloaded and the
-   whole turn run again (bounded, with jittered backoff). If it still cannot
-   save, the user gets one clear "busy" message and nothing changes.
-
-Turns of one conversation in this process also queue behind each other, so
-conflicts (and retries) only come from other processes. The lock is not
-re-entrant: a bot must not start another turn of its own conversation (e.g. a
-proactive ``continue_conversation``) from inside a turn.
-
-The bot does not know this exists: it reads and writes state through accessors
-as the docs show. This runner is the ``save_changes`` at the end of the turn.
+Each attempt reads what the turn touches in one round trip, runs the bot with its replies
+held back, then saves every changed record in one all-or-nothing write, each conditional
+on what it read. A conflict runs the turn again (bounded, jittered); replies go out only
+after the save; the whole turn fits in its deadline. The bot does not know this exists.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 import weakref
-from contextvars import ContextVar
 from copy import copy
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Sequence
 
-from botbuilder.core import Bot, BotState, Storage, TurnContext
+from botbuilder.core import Bot, BotState, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 
-from state_engine.stores import (
-    CREATE_ONLY,
-    ItemTooLargeError,
-    PreconditionFailedError,
-    StorageError,
-    UnsafeDocumentError,
-)
-from state_engine.stores.json_storage import JsonStorage, etag_of
+from .. import keys
+from ..conditions import ABSENT
+from ..errors import ItemTooLargeError, PreconditionFailedError, StorageError, UnsafeDocumentError
+from ..stores.state_storage import Change, decode_record
+from .turn_storage import AttemptSnapshot, TurnScopedStorage
 
 logger = logging.getLogger(__name__)
 
-BUSY_MESSAGE = "Sorry, I'm busy with other messages in this conversation. Please try again."
-UNAVAILABLE_MESSAGE = (
-    "Sorry, I can't reach my storage right now, so nothing was saved. "
-    "Please try again in a moment."
-)
-TOO_LARGE_MESSAGE = (
-    "Sorry, that would make what I store for this conversation too large, so I did not save it."
-)
-UNSAFE_MESSAGE = (
-    "Sorry, the data stored for this conversation could not be read safely, so I did not use it."
-)
+#: Share of the deadline kept for saving: an attempt that has used more does not start to save.
+SAVE_RESERVE = 0.3
+#: How long the one message after a missed deadline may take to send.
+LAST_WORD_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class TurnMessages:
+    """What the user is told when a turn cannot end normally."""
+
+    busy: str = "Sorry, I'm busy with other messages in this conversation. Please try again."
+    unavailable: str = (
+        "Sorry, I can't reach my storage right now, so nothing was saved. Please try again in a moment."
+    )
+    too_large: str = (
+        "Sorry, that would make what I store for this conversation too large, so I did not save it."
+    )
+    unsafe: str = (
+        "Sorry, the data stored for this conversation could not be read safely, so I did not use it. "
+        "Type `forget me` to delete what I stored about you."
+    )
+    too_slow: str = "Sorry, that took me too long, so I did not save it. Please try again."
+    unsure: str = (
+        "Sorry, saving took too long and I can't tell whether your last message was saved. "
+        "Please check before sending it again."
+    )
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often a conflicting turn is run again, and how long to wait in between.
-
-    ``max_retries`` is retries after the first attempt (0 = never retry). The wait
-    is capped so that a generous retry count cannot turn into minutes of sleep."""
+    """How often a conflicting turn is run again (``max_retries`` after the first attempt),
+    and the base of the jittered, capped backoff between attempts."""
 
     max_retries: int = 5
     base_delay_seconds: float = 0.02
     max_delay_seconds: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.max_retries < 0:
-            raise ValueError(f"TURN_MAX_RETRIES must be 0 or more, got {self.max_retries}")
-        if self.base_delay_seconds < 0:
-            raise ValueError(
-                f"TURN_RETRY_BASE_DELAY must be 0 or more, got {self.base_delay_seconds}"
-            )
 
     def delay(self, attempt: int) -> float:
         """Full jitter: a random wait up to base * 2^attempt (capped), so retriers spread out."""
@@ -87,66 +71,21 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
-@dataclass
-class _AttemptStorage:
-    """What one attempt of a turn read and wrote through TurnScopedStorage."""
-
-    read_etags: Dict[str, str] = field(default_factory=dict)
-    staged_writes: Dict[str, Any] = field(default_factory=dict)
+class _Phase(enum.Enum):
+    RUNNING = "running"
+    SAVING = "saving"
+    SENDING = "sending"
 
 
-# The attempt running in this task (each aiohttp request runs in a task of its own).
-_current_attempt: ContextVar[Optional[_AttemptStorage]] = ContextVar(
-    "current_attempt", default=None
-)
-
-
-class TurnScopedStorage(Storage):
-    """The storage the state scopes and the bot use during a turn.
-
-    During a turn run by TurnRunner it notes the e_tag of every item read (or that
-    it did not exist), and it holds the bot's direct writes ("Write directly to
-    storage") so the runner saves them in the same conditional write as the state
-    scopes: a turn that is retried, or ends busy, leaves nothing behind. Outside
-    such a turn, and for deletes, it is the store itself."""
-
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
-
-    async def read(self, keys: List[str]) -> Dict[str, Any]:
-        items = await self._storage.read(keys)
-        attempt = _current_attempt.get()
-        if attempt is not None:
-            for key in keys:
-                if key in attempt.staged_writes:
-                    items[key] = attempt.staged_writes[key]
-                elif key not in attempt.read_etags:
-                    attempt.read_etags[key] = etag_of(items[key]) if key in items else CREATE_ONLY
-        return items
-
-    async def write(self, changes: Dict[str, Any]) -> None:
-        attempt = _current_attempt.get()
-        if attempt is None:
-            await self._storage.write(changes)
-        else:
-            attempt.staged_writes.update(changes)
-
-    async def delete(self, keys: List[str]) -> None:
-        attempt = _current_attempt.get()
-        if attempt is not None:
-            for key in keys:
-                attempt.staged_writes.pop(key, None)
-                attempt.read_etags[key] = CREATE_ONLY
-        await self._storage.delete(keys)
+class _OutOfTime(Exception):
+    """The attempt used the time it had before saving; nothing was written."""
 
 
 class _AttemptContext(TurnContext):
-    """The context of one attempt: a fresh one each time (empty state caches),
-    whose replies are held in ``outbox`` instead of being sent.
+    """One attempt's context: fresh state caches, replies held in ``outbox``.
 
-    The replies are sent later through the turn's real context, which addresses
-    and copies them as the SDK always does (and runs its send handlers), so here
-    they are only copied shallowly, not addressed and deep-copied twice."""
+    They are sent later through the turn's real context, which addresses and copies them
+    as the SDK always does (and runs its send handlers), so here they are copied shallowly."""
 
     def __init__(self, context: TurnContext) -> None:
         super().__init__(context.adapter, context.activity)
@@ -161,98 +100,146 @@ class _AttemptContext(TurnContext):
 
 
 class TurnRunner(Bot):
-    """Runs the bot's turns with buffered replies, conditional saves and retries."""
+    """Runs the bot's turns: one read round, buffered replies, one atomic save, retries, a deadline.
+
+    Turns of one conversation in this process queue behind each other (the lock is not
+    re-entrant: a bot must not start another turn of its own conversation from a turn)."""
 
     def __init__(
         self,
         bot: Bot,
         states: Sequence[BotState],
-        storage: JsonStorage,
+        storage: TurnScopedStorage,
         policy: RetryPolicy = RetryPolicy(),
+        deadline_seconds: float = 10.0,
+        messages: TurnMessages = TurnMessages(),
     ) -> None:
         self._bot = bot
         self._states = list(states)
         self._storage = storage
         self._policy = policy
+        self._deadline = deadline_seconds
+        self._messages = messages
         self._conversation_locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = (
             weakref.WeakValueDictionary()
         )
 
     async def on_turn(self, context: TurnContext) -> None:
-        """Run the turn until its state is saved, then send its replies.
-
-        A StorageError (reading or saving) ends the turn with one message that
-        says why: the failed attempt's replies are dropped, its scopes unsaved. Any other
-        exception from the bot propagates to the adapter's ``on_turn_error``,
-        with the failed attempt's replies and state changes dropped."""
-        async with self._lock_for(context):
-            try:
-                await self._run_with_retries(context)
-            except StorageError as error:
-                await self._explain_storage_error(context, error)
+        """Run the turn until its state is saved, then send its replies. A StorageError
+        ends it with one message saying why; any other error from the bot goes to the
+        adapter's ``on_turn_error`` with the failed attempt's replies and changes dropped."""
+        loop = asyncio.get_running_loop()
+        save_by = loop.time() + self._deadline * (1 - SAVE_RESERVE)
+        phase = [_Phase.RUNNING]
+        deadline = asyncio.timeout(self._deadline)
+        try:
+            async with deadline:
+                async with self._lock_for(context):
+                    try:
+                        await self._run_with_retries(context, save_by, phase)
+                    except _OutOfTime:
+                        await context.send_activity(self._messages.too_slow)
+                    except StorageError as error:
+                        await context.send_activity(self._explain(error))
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            logger.warning("turn missed its %.1f s deadline while %s", self._deadline, phase[0].value)
+            if phase[0] is not _Phase.SENDING:
+                message = self._messages.unsure if phase[0] is _Phase.SAVING else self._messages.too_slow
+                await self._last_word(context, message)
 
     def _lock_for(self, context: TurnContext) -> asyncio.Lock:
-        """One lock per conversation, kept only while a turn holds or awaits it:
-        every holder keeps a strong reference, so an idle lock is collected and
-        the table cannot grow with the number of conversations ever seen."""
-        conversation = context.activity.conversation
-        key = f"{context.activity.channel_id}/{conversation.id if conversation else ''}"
+        """One lock per conversation, kept only while a turn holds or awaits it."""
+        ids = keys.TurnIds.of(context.activity)
+        key = keys.conversation_state(ids.channel, ids.conversation)
         lock = self._conversation_locks.get(key)
         if lock is None:
             lock = asyncio.Lock()
             self._conversation_locks[key] = lock
         return lock
 
-    async def _run_with_retries(self, context: TurnContext) -> None:
+    async def _run_with_retries(self, context: TurnContext, save_by: float, phase: List[_Phase]) -> None:
+        loop = asyncio.get_running_loop()
         for attempt in range(self._policy.max_retries + 1):
             if attempt:
-                await asyncio.sleep(self._policy.delay(attempt))
+                await asyncio.sleep(min(self._policy.delay(attempt), max(0.0, save_by - loop.time())))
             attempt_context = _AttemptContext(context)
-            attempt_storage = _AttemptStorage()
-            token = _current_attempt.set(attempt_storage)
+            snapshot = AttemptSnapshot()
+            token = self._storage.begin(snapshot)
             try:
+                await self._storage.prefetch(self._turn_keys(context))
                 await self._bot.on_turn(attempt_context)
-                await self._save(attempt_context, attempt_storage)
+                if loop.time() > save_by:
+                    raise _OutOfTime()
+                phase[0] = _Phase.SAVING
+                await self._storage.storage.commit(self._changes(attempt_context, snapshot))
             except PreconditionFailedError as conflict:
+                phase[0] = _Phase.RUNNING
                 logger.info("turn conflict (attempt %d): %s", attempt + 1, conflict)
                 continue
             finally:
-                _current_attempt.reset(token)
+                self._storage.end(token)
+            phase[0] = _Phase.SENDING
             if attempt_context.outbox:
                 await context.send_activities(attempt_context.outbox)
             return
         logger.warning("turn gave up after %d attempts", self._policy.max_retries + 1)
-        await context.send_activity(BUSY_MESSAGE)
+        await context.send_activity(self._messages.busy)
 
-    async def _save(self, context: TurnContext, attempt: _AttemptStorage) -> None:
-        """Save every changed scope, and the bot's direct writes, in one write,
-        each conditional on the e_tag it was read with.
+    def _turn_keys(self, context: TurnContext) -> List[str]:
+        """Every record this turn may touch: its state scopes and the records the keys module names."""
+        found = [state.get_storage_key(context) for state in self._states]
+        return found + list(keys.TurnIds.of(context.activity).records().values())
 
-        The e_tag comes from the cached state, or from what TurnScopedStorage noted
-        at read time when the bot replaced the cache (``clear_state`` drops it). A
-        scope replaced without being read this turn is saved unconditionally ("*"):
-        nothing was read that could be stale. A scope the bot deleted has no cached
-        state and is not written back."""
-        changes: Dict[str, Any] = dict(attempt.staged_writes)
+    def _changes(self, context: TurnContext, snapshot: AttemptSnapshot) -> List[Change]:
+        """Every changed scope and held-back write, each conditional on its first read.
+        The user's membership of the conversation is noted with the first of their records."""
+        changes: Dict[str, Change] = {}
         for state in self._states:
             cached = state.get_cached_state(context)
             if cached is None or not cached.is_changed:
                 continue
             key = state.get_storage_key(context)
-            expected = cached.state.get("e_tag") or attempt.read_etags.get(key, "*")
             document = {name: value for name, value in cached.state.items() if name != "e_tag"}
-            if not document and expected == CREATE_ONLY:
-                continue  # the SDK marks a scope that was never stored "changed"; nothing to create
-            changes[key] = {**document, "e_tag": expected}
-        await self._storage.write(changes)
+            if not document and not snapshot.exists(key):
+                continue  # the SDK marks a never-stored scope "changed"; there is nothing to create
+            changes[key] = Change(key, document, snapshot.condition_for(key))
+        changes.update(snapshot.staged)
+        ids = keys.TurnIds.of(context.activity)
+        membership = keys.membership(ids.channel, ids.user, ids.conversation)
+        conversation = keys.conversation_state(ids.channel, ids.conversation)
+        writes_here = any(
+            not change.delete and keys.partition_of(key) == conversation for key, change in changes.items()
+        )
+        if writes_here and membership not in changes and not snapshot.exists(membership):
+            changes[membership] = Change(membership, {"conversation": ids.conversation}, ABSENT)
+            changes.update(self._joined(ids, snapshot))
+        return sorted(changes.values(), key=lambda change: keys.partition_of(change.key) != conversation)
 
     @staticmethod
-    async def _explain_storage_error(context: TurnContext, error: StorageError) -> None:
+    def _joined(ids: keys.TurnIds, snapshot: AttemptSnapshot) -> Dict[str, Change]:
+        """The conversation's participants with this user added (written with their first record)."""
+        key = keys.PARTICIPANTS.key(ids.channel, ids.conversation)
+        record = snapshot.read.get(key)
+        users = list(decode_record(key, record).get("users", [])) if record is not None else []
+        if ids.user in users:
+            return {}
+        return {key: Change(key, {"users": users + [ids.user]}, snapshot.condition_for(key))}
+
+    def _explain(self, error: StorageError) -> str:
         logger.error("turn not saved: %s: %s", type(error).__name__, error)
         if isinstance(error, ItemTooLargeError):
-            message = TOO_LARGE_MESSAGE
-        elif isinstance(error, UnsafeDocumentError):
-            message = UNSAFE_MESSAGE
-        else:  # unreachable, locked, or refusing our credentials
-            message = UNAVAILABLE_MESSAGE
-        await context.send_activity(message)
+            return self._messages.too_large
+        if isinstance(error, UnsafeDocumentError):
+            return self._messages.unsafe
+        return self._messages.unavailable  # unreachable, locked, or refusing our credentials
+
+    @staticmethod
+    async def _last_word(context: TurnContext, message: str) -> None:
+        """One message after a missed deadline, if the channel answers in time."""
+        try:
+            await asyncio.wait_for(context.send_activity(message), LAST_WORD_SECONDS)
+        except Exception as error:  # the channel may be what is slow
+            logger.warning("could not tell the user the turn was too slow: %s", type(error).__name__)
+
