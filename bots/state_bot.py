@@ -43,18 +43,8 @@ from data_models import (
 from dialogs import ProfileDialog
 from state_engine.stores import CREATE_ONLY, UnsafeDocumentError
 
-from .texts import (
-    ADD_USAGE,
-    CANCELLED,
-    CLEARED,
-    FORGOTTEN,
-    HELP,
-    NO_TEXT,
-    NOTHING_TO_CANCEL,
-    STATE_OFF,
-    WELCOME,
-    state_summary,
-)
+from .texts import ADD_USAGE, CANCELLED, CLEARED, FORGOTTEN, HELP, NO_TEXT, NOTHING_TO_CANCEL
+from .texts import STATE_OFF, WELCOME, state_summary
 
 # Interruptions: understood at any step of the profile questions.
 CANCEL_COMMANDS = ("cancel", "stop")
@@ -62,6 +52,8 @@ CANCEL_COMMANDS = ("cancel", "stop")
 
 @dataclass(frozen=True)
 class BotSettings:
+    """The bot's limits and switches, read from config by app.py."""
+
     utterance_log_size: int = 20
     max_text_length: int = 2000
     max_name_length: int = 100
@@ -145,21 +137,19 @@ class StateBot(ActivityHandler):
         await self._remember_conversation(turn_context)
         log = await self._append_to_log(turn_context, text)
 
-        # Interruptions come before continue_dialog, so they work at every step.
+        # Interruptions come before continue_dialog, so they work at every step of
+        # a dialog; reprompt_dialog asks the waiting question again, if there is one.
         dialog_context = await self._dialogs.create_context(turn_context)
         in_dialog = dialog_context.active_dialog is not None
         if command in CANCEL_COMMANDS:
             await dialog_context.cancel_all_dialogs()
-            await turn_context.send_activity(
-                CANCELLED if in_dialog else NOTHING_TO_CANCEL
-            )
-        elif command in ("help", "state"):
-            if command == "help":
-                await turn_context.send_activity(HELP)
-            else:
-                await self._show_state(dialog_context, conversation_data, private_data, log)
-            if in_dialog:  # then ask the question that is waiting again
-                await dialog_context.reprompt_dialog()
+            await turn_context.send_activity(CANCELLED if in_dialog else NOTHING_TO_CANCEL)
+        elif command == "help":
+            await turn_context.send_activity(HELP)
+            await dialog_context.reprompt_dialog()
+        elif command == "state":
+            await self._show_state(dialog_context, conversation_data, private_data, log)
+            await dialog_context.reprompt_dialog()
         elif in_dialog:
             await dialog_context.continue_dialog()
         elif command == "profile":

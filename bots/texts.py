@@ -6,13 +6,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from data_models import (
-    ConversationData,
-    PizzaOrder,
-    PrivateConversationData,
-    UserProfile,
-    UtteranceLog,
-)
+from data_models import ConversationData, PizzaOrder, PrivateConversationData
+from data_models import UserProfile, UtteranceLog
 
 WELCOME = (
     "Welcome to State Bot Sample. Type anything to get started.\n\n"
@@ -65,7 +60,7 @@ def state_summary(
         waiting.append("I asked your name and will take your next message as it")
     return "\n".join(
         [
-            "What I store about you and this conversation:",
+            "What I store for you and this conversation:",
             f"- User state (UserProfile, follows you into every conversation): "
             f"{name}; your age is {age}.",
             f"- Conversation state (ConversationData and PizzaOrder, shared by everyone here): "

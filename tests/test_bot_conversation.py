@@ -105,7 +105,7 @@ async def test_state_command_shows_all_three_scopes_and_the_log():
 
     def check(activity, _) -> None:
         lines = activity.text.split("\n")
-        assert lines[0] == "What I store about you and this conversation:"
+        assert lines[0] == "What I store for you and this conversation:"
         assert lines[1] == (
             "- User state (UserProfile, follows you into every conversation): "
             "your name is Cy; your age is not given."
