@@ -32,6 +32,10 @@ def test_each_user_answers_their_own_profile_and_the_order_is_shared(backend_env
         assert say("bo", "Bo Diddley") == [ASK_AGE]
         assert say("ann", "Ann Lee") == [ASK_AGE]
         assert say("cy", "add olives") == ["Added olives. Order: cheese, olives"]
+        summary, question = say("bo", "state")
+        assert "the profile is waiting for your age (step 2 of 3)." in summary
+        assert "the pizza order is cheese, olives." in summary
+        assert question == ASK_AGE
         assert say("ann", "41") == ["Save this profile? Ann Lee, age 41"]
         assert say("cy", "hi") == ["What is your name?"]
         assert say("bo", "skip") == ["Save this profile? Bo Diddley, age not given"]
