@@ -4,12 +4,13 @@ It shows the three state scopes of "Managing state", each through a property
 accessor (``create_property``), and one record written directly to storage:
 
 * user state          -> ``UserProfile`` (follows the user everywhere)
-* conversation state  -> ``ConversationData``, ``DialogState``, ``PizzaOrder``
-* private conversation state -> ``PrivateConversationData`` (this user here)
+* conversation state  -> ``ConversationData``, ``PizzaOrder`` (the group's)
+* private conversation state -> ``PrivateConversationData``, ``DialogState``
+  (this user in this conversation)
 * storage, directly   -> ``UtteranceLog`` (read, change, write back with e_tag)
 
-Saving happens after the turn, in ``adapter/turn_runner.py``: that is the docs'
-``save_changes`` call, done so concurrent turns cannot lose each other's work.
+The bot never calls ``save_changes`` itself: whoever runs the turn saves
+``states`` after it, so that concurrent turns cannot lose each other's work.
 """
 
 from __future__ import annotations
@@ -24,33 +25,34 @@ from botbuilder.core import (
     ConversationState,
     MessageFactory,
     PrivateConversationState,
-    Storage,
     TurnContext,
     UserState,
 )
-from botbuilder.dialogs import Dialog, DialogSet
+from botbuilder.dialogs import DialogContext, DialogSet
 from botbuilder.schema import ActivityTypes, ChannelAccount
 
 from data_models import (
     ConversationData,
     PizzaOrder,
     PrivateConversationData,
-    UserConversations,
     UTTERANCE_LOG,
     UserProfile,
     UtteranceLog,
 )
-from state_engine.errors import UnsafeDocumentError
+from dialogs import ProfileDialog
+from state_engine.turns import TurnScopedStorage
 
-WELCOME = "Welcome to State Bot Sample. Type anything to get started."
-FORGOTTEN = (
-    "I have deleted everything I stored about you and this conversation: "
-    "your profile, the conversation data and the utterance log."
-)
+from .texts import ADD_USAGE, CANCELLED, CLEARED, HELP, NO_TEXT, NOTHING_TO_CANCEL, forgotten
+from .texts import STATE_OFF, WELCOME, state_summary
+
+# Interruptions: understood at any step of the profile questions.
+CANCEL_COMMANDS = ("cancel", "stop")
 
 
 @dataclass(frozen=True)
 class BotSettings:
+    """The bot's limits and switches, read from config by app.py."""
+
     utterance_log_size: int = 20
     max_text_length: int = 2000
     max_name_length: int = 100
@@ -63,8 +65,8 @@ class StateBot(ActivityHandler):
         conversation_state: ConversationState,
         user_state: UserState,
         private_conversation_state: PrivateConversationState,
-        storage: Storage,
-        profile_dialog: Dialog,
+        storage: TurnScopedStorage,
+        profile_dialog: ProfileDialog,
         settings: BotSettings = BotSettings(),
     ) -> None:
         self._conversation_state = conversation_state
@@ -75,17 +77,21 @@ class StateBot(ActivityHandler):
 
         # Property accessors: the only way the bot reads or writes state.
         self.profile_accessor = user_state.create_property("UserProfile")
-        self.user_conversations_accessor = user_state.create_property("UserConversations")
+        # Conversation state holds what everyone in the conversation shares: when
+        # the last message came and from where, and the group's pizza order.
         self.conversation_data_accessor = conversation_state.create_property("ConversationData")
-        self.dialog_state_accessor = conversation_state.create_property("DialogState")
         self.order_accessor = conversation_state.create_property("PizzaOrder")
+        # Private conversation state holds what is one user's in this conversation.
+        # The dialog stack belongs here: in a group, each user answers their own
+        # questions, and Bo's message never lands in the dialog waiting for Ann.
         self.private_data_accessor = private_conversation_state.create_property(
             "PrivateConversationData"
         )
+        self.dialog_state_accessor = private_conversation_state.create_property("DialogState")
 
         self._dialogs = DialogSet(self.dialog_state_accessor)
         self._dialogs.add(profile_dialog)
-        self._profile_dialog_id = profile_dialog.id
+        self._profile_dialog = profile_dialog
 
     @property
     def states(self) -> List[BotState]:
@@ -104,13 +110,11 @@ class StateBot(ActivityHandler):
         command = " ".join(text.lower().split())
 
         if command == "forget me":
-            await self._forget(turn_context)
-            await turn_context.send_activity(FORGOTTEN)
+            report = await self._storage.forget_user(turn_context.activity)
+            await turn_context.send_activity(forgotten(report))
             return
         if not text:
-            await turn_context.send_activity(
-                "I can only read text, and that message had none. Type anything to continue."
-            )
+            await turn_context.send_activity(NO_TEXT)
             return
 
         text = text[: self._settings.max_text_length]
@@ -124,54 +128,62 @@ class StateBot(ActivityHandler):
 
         private_data = await self.private_data_accessor.get(turn_context, PrivateConversationData)
         private_data.message_count += 1
-        await self._remember_conversation(turn_context)
         log = await self._append_to_log(turn_context, text)
 
+        # Interruptions come before continue_dialog, so they work at every step of
+        # a dialog; reprompt_dialog asks the waiting question again, if there is one.
         dialog_context = await self._dialogs.create_context(turn_context)
-        if dialog_context.active_dialog is not None:
+        in_dialog = dialog_context.active_dialog is not None
+        if command in CANCEL_COMMANDS:
+            await dialog_context.cancel_all_dialogs()
+            await turn_context.send_activity(CANCELLED if in_dialog else NOTHING_TO_CANCEL)
+        elif command == "help":
+            await turn_context.send_activity(HELP)
+            await dialog_context.reprompt_dialog()
+        elif command == "state":
+            await self._show_state(dialog_context, conversation_data, private_data, log)
+            await dialog_context.reprompt_dialog()
+        elif in_dialog:
             await dialog_context.continue_dialog()
         elif command == "profile":
-            await dialog_context.begin_dialog(self._profile_dialog_id)
-        elif command == "state":
-            await self._show_state(turn_context, conversation_data, private_data, log)
+            await dialog_context.begin_dialog(self._profile_dialog.id)
         elif command == "order":
             order = await self.order_accessor.get(turn_context, PizzaOrder)
             await turn_context.send_activity(order.describe())
         elif command == "clear order":
             await self.order_accessor.set(turn_context, PizzaOrder())
-            await turn_context.send_activity(PizzaOrder().describe())
-        elif command.startswith("add ") and text[4:].strip():
-            topping = text[4:].strip()
-            order = await self.order_accessor.get(turn_context, PizzaOrder)
-            order.toppings.append(topping)
-            await turn_context.send_activity(f"Added {topping}. {order.describe()}")
+            await turn_context.send_activity(CLEARED)
+        elif command == "add" or command.startswith("add "):
+            await self._add_topping(turn_context, " ".join(text.split()[1:]))
         else:
-            await self._converse(turn_context, text, conversation_data, log)
+            await self._converse(turn_context, text, conversation_data, private_data, log)
 
     async def on_unrecognized_activity_type(self, turn_context: TurnContext) -> None:
         # Channels send deleteUserData when a user asks to be forgotten.
         if turn_context.activity.type == ActivityTypes.delete_user_data:
-            await self._forget(turn_context)
+            await self._storage.forget_user(turn_context.activity)
 
     async def _converse(
         self,
         turn_context: TurnContext,
         text: str,
         conversation_data: ConversationData,
+        private_data: PrivateConversationData,
         log: UtteranceLog,
     ) -> None:
-        """The docs' "Save user and conversation data" conversation, word for word."""
+        """The docs' "Save user and conversation data" conversation, word for word
+        (except that the "asked for the name" flag is private, see PrivateConversationData)."""
         profile: UserProfile = await self.profile_accessor.get(turn_context, UserProfile)
         if profile.name is None:
-            if conversation_data.prompted_for_user_name:
+            if private_data.prompted_for_user_name:
                 profile.name = text[: self._settings.max_name_length]
                 await turn_context.send_activity(
                     f"Thanks {profile.name}. To see conversation data, type anything."
                 )
-                conversation_data.prompted_for_user_name = False
+                private_data.prompted_for_user_name = False
             else:
                 await turn_context.send_activity("What is your name?")
-                conversation_data.prompted_for_user_name = True
+                private_data.prompted_for_user_name = True
             return
         await turn_context.send_activities(
             [
@@ -181,6 +193,15 @@ class StateBot(ActivityHandler):
                 MessageFactory.text(f"Turn {log.turn_number} of this conversation's utterance log."),
             ]
         )
+
+    async def _add_topping(self, turn_context: TurnContext, topping: str) -> None:
+        """Add to the group's order (conversation state), once per topping."""
+        if not topping:
+            await turn_context.send_activity(ADD_USAGE)
+            return
+        order: PizzaOrder = await self.order_accessor.get(turn_context, PizzaOrder)
+        said = f"Added {topping}." if order.add(topping) else f"{topping} is already on the order."
+        await turn_context.send_activity(f"{said} {order.describe()}")
 
     async def _welcome(self, turn_context: TurnContext) -> None:
         conversation_data = await self.conversation_data_accessor.get(
@@ -197,75 +218,28 @@ class StateBot(ActivityHandler):
         key = UTTERANCE_LOG.key_for(turn_context.activity)
         stored = await self._storage.read([key])
         log: UtteranceLog = stored.get(key) or UtteranceLog()
-        log.append(text, self._settings.utterance_log_size)
+        log.append(turn_context.activity.from_property.id, text, self._settings.utterance_log_size)
         await self._storage.write({key: log})
         return log
 
-    async def _remember_conversation(self, turn_context: TurnContext) -> None:
-        """Note this conversation in user state, so `forget me` can find all of them."""
-        seen: UserConversations = await self.user_conversations_accessor.get(
-            turn_context, UserConversations
-        )
-        seen.add(turn_context.activity.conversation.id)
-
     async def _show_state(
         self,
-        turn_context: TurnContext,
+        dialog_context: DialogContext,
         conversation_data: ConversationData,
         private_data: PrivateConversationData,
         log: UtteranceLog,
     ) -> None:
+        """Tell the user, scope by scope, what the bot keeps about them right now."""
+        turn_context = dialog_context.context
         if not self._settings.state_command_enabled:
-            await turn_context.send_activity("The state command is turned off on this bot.")
+            await turn_context.send_activity(STATE_OFF)
             return
         profile: UserProfile = await self.profile_accessor.get(turn_context, UserProfile)
         order: PizzaOrder = await self.order_accessor.get(turn_context, PizzaOrder)
+        waiting_for = self._profile_dialog.waiting_for(dialog_context)
         await turn_context.send_activity(
-            "\n".join(
-                [
-                    "What I store for you and this conversation:",
-                    f"- user state: name={profile.name!r}, age={profile.age!r}",
-                    f"- conversation state: timestamp={conversation_data.timestamp!r}, "
-                    f"channel_id={conversation_data.channel_id!r}, "
-                    f"prompted_for_user_name={conversation_data.prompted_for_user_name}, "
-                    f"{order.describe().lower()}",
-                    f"- private conversation state: you sent {private_data.message_count} "
-                    "message(s) in this conversation",
-                    f"- utterance log: {len(log.utterances)} utterance(s) kept, "
-                    f"turn {log.turn_number}",
-                ]
-            )
+            state_summary(profile, conversation_data, order, private_data, waiting_for, log)
         )
-
-    async def _forget(self, turn_context: TurnContext) -> None:
-        """Delete every record of this user: user state, and the conversation state,
-        private state and utterance log of every conversation the user was in.
-
-        It works even when a record cannot be read safely (planted or corrupt):
-        a user must always be able to have their data deleted."""
-        try:
-            seen: UserConversations = await self.user_conversations_accessor.get(
-                turn_context, UserConversations
-            )
-            conversation_ids = set(seen.conversation_ids)
-        except UnsafeDocumentError:
-            conversation_ids = set()  # the unreadable user record is deleted below
-        channel = turn_context.activity.channel_id
-        user_id = turn_context.activity.from_property.id
-        conversation_ids.add(turn_context.activity.conversation.id)
-        keys = [self._user_state.get_storage_key(turn_context)]
-        for conversation_id in conversation_ids:
-            keys += [
-                f"{channel}/conversations/{conversation_id}",
-                f"{channel}/conversations/{conversation_id}/users/{user_id}/"
-                f"{self._private_state.namespace}",
-                f"{channel}/conversations/{conversation_id}/log",
-            ]
-        await self._storage.delete(keys)
-        # Drop this turn's cached copies too, so nothing is written back when it ends.
-        for state in self.states:
-            if state.get_cached_state(turn_context) is not None:
-                await state.delete(turn_context)
 
 
 def _received_at(turn_context: TurnContext) -> str:

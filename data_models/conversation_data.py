@@ -13,7 +13,6 @@ class ConversationData:
 
     timestamp: Optional[str] = None
     channel_id: Optional[str] = None
-    prompted_for_user_name: bool = False
     # Set once the welcome was sent, so a client whose conversationUpdate names
     # nobody (Web Chat through offline-directline) is still greeted once.
     welcomed: bool = False

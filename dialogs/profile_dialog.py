@@ -1,8 +1,9 @@
 """The profile conversation as a waterfall dialog (botbuilder-dialogs).
 
 Each step asks one question; the answers wait in the dialog's own state
-between turns. That dialog state lives in conversation state, so a profile
-half-way through survives a restart of the bot.
+between turns. That dialog state lives in private conversation state: it is
+stored (a profile half-way through survives a restart of the bot), and it is
+this user's alone, so in a group nobody else's message answers it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Optional
 from botbuilder.core import MessageFactory, StatePropertyAccessor
 from botbuilder.dialogs import (
     ComponentDialog,
+    DialogContext,
+    DialogState,
     DialogTurnResult,
     WaterfallDialog,
     WaterfallStepContext,
@@ -27,6 +30,12 @@ from botbuilder.dialogs.prompts import (
 from data_models import UserProfile
 
 MAX_AGE = 150
+# What each prompt is waiting for, as the `state` command says it.
+WAITING_FOR = {
+    TextPrompt.__name__: "your name (step 1 of 3)",
+    NumberPrompt.__name__: "your age (step 2 of 3)",
+    ConfirmPrompt.__name__: "a yes or no to save the profile (step 3 of 3)",
+}
 
 
 def _describe(name: str, age: Optional[int]) -> str:
@@ -49,6 +58,16 @@ class ProfileDialog(ComponentDialog):
         self.add_dialog(NumberPrompt(NumberPrompt.__name__, self._age_validator))
         self.add_dialog(ConfirmPrompt(ConfirmPrompt.__name__))
         self.initial_dialog_id = WaterfallDialog.__name__
+
+    @classmethod
+    def waiting_for(cls, dialog_context: DialogContext) -> Optional[str]:
+        """What the active profile dialog waits for the user to answer: the prompt
+        on top of its own dialog stack, kept inside its instance's state."""
+        instance = dialog_context.active_dialog
+        if instance is None:
+            return None
+        inner: DialogState = instance.state[cls.persisted_dialog_state]
+        return WAITING_FOR.get(inner.dialog_stack[0].id) if inner.dialog_stack else None
 
     async def _name_step(self, step: WaterfallStepContext) -> DialogTurnResult:
         return await step.prompt(
@@ -80,7 +99,8 @@ class ProfileDialog(ComponentDialog):
             PromptOptions(
                 prompt=MessageFactory.text(
                     f"Save this profile? {_describe(step.values['name'], step.values['age'])}"
-                )
+                ),
+                retry_prompt=MessageFactory.text("Please answer yes or no."),
             ),
         )
 

@@ -25,8 +25,8 @@ def test_conversation_and_dialog_survive_a_restart(backend, backend_env):
 
         bot.restart()
 
-        # The user's name (user state) and the unfinished dialog (conversation
-        # state) were both in the SQLite file, not in the process.
+        # The user's name (user state) and the unfinished dialog (private
+        # conversation state) were both in the store, not in the process.
         assert client.say("85") == ["Save this profile? Grace Hopper, age 85"]
         assert client.say("yes") == ["Profile saved: Grace Hopper, age 85."]
         assert client.say("again")[0] == "Grace Hopper sent: again"

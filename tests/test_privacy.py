@@ -18,7 +18,6 @@ from typing import Dict, List
 import pytest
 
 from bots import BotSettings
-from bots.state_bot import FORGOTTEN
 from config import DefaultConfig
 from state_engine.stores import memory_storage
 from tests.bot_harness import build_test_adapter
@@ -151,7 +150,8 @@ def test_forgetting_a_user_leaves_nothing_of_them_in_the_store(tmp_path: Path, h
         assert _traces_of_zeb(before), "the setup stored nothing of the user"
 
         if how == "forget me":
-            assert client.say("forget me", "private-zeb", "zeb") == [FORGOTTEN]
+            [reply] = client.say("forget me", "private-zeb", "zeb")
+            assert reply.startswith("I have deleted everything I stored about you: ")
         else:  # what a channel sends when the user asks it to delete their data
             delete = client.activity("deleteUserData", conversation_id="private-zeb", user_id="zeb")
             status, _ = client.post(delete)

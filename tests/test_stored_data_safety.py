@@ -16,10 +16,14 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from state_engine.turns.runner import TOO_LARGE_MESSAGE, UNSAFE_MESSAGE
+from state_engine.stores import StateStorage
+from state_engine.stores.items import Item
+from state_engine.stores.memory import MemoryItems
+from state_engine.turns import TurnMessages
 from bots import BotSettings
-from bots.state_bot import FORGOTTEN, WELCOME
-from state_engine.stores import memory_storage
+from bots.state_bot import WELCOME
+
+TOO_LARGE_MESSAGE, UNSAFE_MESSAGE = TurnMessages().too_large, TurnMessages().unsafe
 from tests.bot_harness import build_test_adapter
 from tests.http_probe import sqlite_documents
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
@@ -78,13 +82,13 @@ def test_user_input_is_stored_and_echoed_as_data(live, case: str):
 # --- Records over the store's limit ---------------------------------------------------------
 
 
-class SmallStore(MemoryStore):
-    """The memory store with a limit small enough to reach in a few turns."""
+class SmallItems(MemoryItems):
+    """The memory backend with a limit small enough to reach in a few turns."""
 
     max_item_bytes = 6000
 
-    def snapshot(self) -> Dict[str, Tuple[str, str]]:
-        return dict(self._documents)
+    def snapshot(self) -> Dict[str, Item]:
+        return dict(self._items)
 
 
 async def _say(adapter, text: str) -> List[str]:
@@ -100,20 +104,20 @@ async def _named(adapter, name: str) -> None:
     assert await _say(adapter, name) == [f"Thanks {name}. To see conversation data, type anything."]
 
 
-async def _until_too_large(adapter, store: SmallStore, text: str) -> Dict[str, Tuple[str, str]]:
+async def _until_too_large(adapter, store: SmallItems, text: str) -> Dict[str, Item]:
     """Say ``text`` until a turn is refused; the store as it was before that turn."""
-    for _ in range(10):
+    for turn in range(10):
         before = store.snapshot()
-        replies = await _say(adapter, text)
+        replies = await _say(adapter, f"{text}{turn}")  # distinct: a repeated topping is not added
         if replies == [TOO_LARGE_MESSAGE]:
             return before
     raise AssertionError("no turn was refused; the limit was never reached")
 
 
 async def test_an_utterance_log_over_the_limit_is_refused_before_the_write():
-    store = SmallStore()
+    store = SmallItems()
     settings = BotSettings(utterance_log_size=1000, max_text_length=100_000)
-    adapter = build_test_adapter(store, settings)
+    adapter = build_test_adapter(StateStorage(store), settings)
     await _named(adapter, "Ada")
     before = await _until_too_large(adapter, store, "m" * 1500)
     assert store.snapshot() == before  # nothing of the refused turn was written
@@ -123,8 +127,8 @@ async def test_a_conversation_state_over_the_limit_is_refused_and_nothing_of_the
     """The order grows without bound (the log does not: it keeps 2 utterances). The turn
     that would make it too large changes nothing, not even the utterance log the bot
     writes "directly to storage" (the turn runner stages it with the turn's state)."""
-    store = SmallStore()
-    adapter = build_test_adapter(store, BotSettings(utterance_log_size=2, max_text_length=100_000))
+    store = SmallItems()
+    adapter = build_test_adapter(StateStorage(store), BotSettings(utterance_log_size=2, max_text_length=100_000))
     await _named(adapter, "Ada")
     before = await _until_too_large(adapter, store, "add " + "t" * 1500)
     assert store.snapshot() == before
@@ -187,6 +191,7 @@ def test_a_planted_document_is_refused_runs_nothing_and_the_bot_keeps_serving(
 def test_forget_me_is_the_way_out_of_a_planted_record(live, tmp_path: Path):
     client, _, sqlite_path = live
     conversation, key, marker = _plant_payload(live, tmp_path, "py/reduce")
-    assert client.say("forget me", conversation, "victim-user") == [FORGOTTEN]
+    [reply] = client.say("forget me", conversation, "victim-user")
+    assert reply.startswith("I have deleted everything I stored about you")
     assert key not in sqlite_documents(sqlite_path)
     assert not marker.exists()

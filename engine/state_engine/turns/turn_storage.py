@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional
 
 from botbuilder.core import Storage
+from botbuilder.schema import Activity
 
+from ..forget import ForgetReport, forget_user
+from ..keys import TurnIds
 from ..conditions import ABSENT, WriteCondition, condition_of, if_match
 from ..stores.partition import Record
 from ..stores.state_storage import Change, StateStorage, decode_record
@@ -86,6 +89,15 @@ class TurnScopedStorage(Storage):
         for key, item in changes.items():
             value = {k: v for k, v in item.items() if k != "e_tag"} if isinstance(item, dict) else item
             snapshot.staged[key] = Change(key, value, snapshot.condition_for(key, item))
+
+    async def forget_user(self, activity: Activity) -> ForgetReport:
+        """Delete everything stored about the activity's user (``state_engine.forget``), now:
+        deleting is not part of the turn's save, and running it twice deletes nothing more."""
+        ids = TurnIds.of(activity)
+        snapshot = _current.get()
+        if snapshot is not None:
+            snapshot.staged.clear()
+        return await forget_user(self.storage, ids.channel, ids.user, also_in=[ids.conversation])
 
     async def delete(self, keys: List[str]) -> None:
         snapshot = _current.get()
