@@ -29,7 +29,7 @@ from state_engine.hosting.health import make_health_handler
 from state_engine.hosting.messages import make_messages_handler
 
 
-TURN_DEADLINE_SECONDS = 10.0
+TURN_DEADLINE_SECONDS = float(os.environ.get("TURN_DEADLINE_SECONDS", "10"))
 
 
 def create_app(config: DefaultConfig) -> web.Application:

@@ -338,7 +338,7 @@ class StateStorage(Storage):
         )
         prepared = {i: r for i, r in zip(others, results) if isinstance(r, Partition)}
         failures = [r for r in results if isinstance(r, BaseException)]
-        if failures or self._clock() > expires - CLOCK_MARGIN_SECONDS:
+        if failures or self._clock() > expires:
             await self._withdraw(prepared, bases)
             if any(isinstance(f, PreconditionFailedError) for f in failures):
                 raise _PartitionMoved([i for i, r in zip(others, results) if not isinstance(r, Partition)])
