@@ -81,7 +81,7 @@ def create_app(config: DefaultConfig) -> web.Application:
     app.router.add_post(
         "/api/messages", make_messages_handler(adapter, runner, config.MAX_REQUEST_BYTES)
     )
-    app.router.add_get("/healthz", make_health_handler(storage))
+    app.router.add_get("/healthz", make_health_handler(storage, config.STORAGE))
     if config.DEV_STATE_ENDPOINT:
         # Development only (never with an app id): the records `make chat` shows
         # beside Web Chat, as stored. It answers only on 127.0.0.1.

@@ -9,6 +9,7 @@ its first write and fails there: the moment where half-writes could happen.
 
 from __future__ import annotations
 
+import signal
 import sqlite3
 import time
 from pathlib import Path
@@ -16,11 +17,17 @@ from typing import Callable, Dict, Iterator, Tuple, TypeVar
 
 import pytest
 
-from state_engine.turns.runner import UNAVAILABLE_MESSAGE
+from state_engine.testing.backends import HOOKS, PERSISTENT, backend_env
+from state_engine.testing.emulators import Emulator, start_azurite, start_cosmos
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
+from state_engine.testing.race import Message, reply_texts, send_together
 from state_engine.testing.sqlite_lock import WriteLock
+from state_engine.turns import TurnMessages
 
 BUSY_TIMEOUT = 0.5
+DEADLINE = 4.0
+MESSAGES = TurnMessages()
+CLOUD = [name for name in PERSISTENT if HOOKS[name].emulator]
 T = TypeVar("T")
 
 
@@ -57,13 +64,13 @@ def test_sqlite_locked_past_the_timeout_then_back(tmp_path, locked):
 
         # The user is told plainly that nothing was saved, and only that.
         replies, seconds = timed(lambda: client.say("add ham", user_id="ann"))
-        assert replies == [UNAVAILABLE_MESSAGE]
+        assert replies == [MESSAGES.unavailable]
         assert seconds < 5
         # The process keeps serving: health says 503 quickly, other conversations get answers.
         (status, body), seconds = timed(lambda: http_get(f"{bot.url}/healthz"))
-        assert status == 503 and b"StorageUnavailableError" in body and seconds < 3
+        assert status == 503 and b"SQLite" in body and seconds < 3
         other, seconds = timed(lambda: client.say("order", conversation_id="other", user_id="bo"))
-        assert other == [UNAVAILABLE_MESSAGE] and seconds < 5
+        assert other == [MESSAGES.unavailable] and seconds < 5
         assert bot.alive
 
         locked.release()
@@ -78,26 +85,63 @@ def test_sqlite_locked_past_the_timeout_then_back(tmp_path, locked):
         assert "Traceback" not in bot.logs()
 
 
-@pytest.mark.parametrize("backend", ["blob", "table"])
-def test_cloud_store_emulator_stopped_mid_conversation(tmp_path, backend):
-    """Azurite stops: the user is told, /healthz turns 503, the process keeps serving.
-    (Coming back is not covered: the emulators start on a fresh port each time.)"""
-    from state_engine.testing.emulators import backend_env, start_azurite
+def _emulator_for(backend: str, folder: Path) -> Emulator:
+    """A private emulator: stopping or freezing it must not touch other tests' servers."""
+    return start_cosmos(folder) if HOOKS[backend].emulator == "cosmos" else start_azurite(folder)
 
-    azurite = start_azurite(tmp_path)
+
+@pytest.mark.parametrize("backend", CLOUD)
+def test_cloud_store_stopped_mid_conversation(tmp_path: Path, backend: str) -> None:
+    """The emulator process ends: the user is told, /healthz turns 503, the process keeps serving."""
+    emulator = _emulator_for(backend, tmp_path)
     try:
-        with ChannelServer() as channel, BotProcess(backend_env(backend, azurite=azurite)) as bot:
+        with ChannelServer() as channel, BotProcess(backend_env(backend, emulator)) as bot:
             client = EmulatorClient(bot.url, channel)
             assert client.say("add cheese")[-1] == "Added cheese. Order: cheese"
             assert http_get(f"{bot.url}/healthz")[0] == 200
 
-            azurite.stop()
+            emulator.stop()
 
             replies, seconds = timed(lambda: client.say("add ham"))
-            assert replies == [UNAVAILABLE_MESSAGE] and seconds < 10
+            assert replies == [MESSAGES.unavailable] and seconds < DEADLINE
             (status, _), seconds = timed(lambda: http_get(f"{bot.url}/healthz", timeout=15))
-            assert status == 503 and seconds < 10
-            assert client.say("order", conversation_id="other", user_id="bo") == [UNAVAILABLE_MESSAGE]
+            assert status == 503 and seconds < DEADLINE
+            assert client.say("order", conversation_id="other", user_id="bo") == [MESSAGES.unavailable]
             assert bot.alive
     finally:
-        azurite.stop()
+        emulator.stop()
+
+
+@pytest.mark.parametrize("backend", CLOUD)
+def test_a_frozen_store_costs_each_turn_its_deadline_at_most(tmp_path: Path, backend: str) -> None:
+    """The emulator is frozen (SIGSTOP: connections open, nothing answers). Ten conversations
+    at once all end within the turn deadline with a clear message; thawed, they go on."""
+    emulator = _emulator_for(backend, tmp_path)
+    env = {**backend_env(backend, emulator), "TURN_DEADLINE_SECONDS": str(DEADLINE)}
+    try:
+        with ChannelServer() as channel, BotProcess(env) as bot:
+            client = EmulatorClient(bot.url, channel)
+            names = [f"c{n}" for n in range(10)]
+            for name in names:
+                assert client.say("add cheese", name, name)[-1] == "Added cheese. Order: cheese"
+
+            emulator.process.send_signal(signal.SIGSTOP)
+            messages = [Message(bot.url, name, name, "add ham") for name in names]
+            _, seconds = send_together(messages, channel)
+            heard = [reply_texts(channel, message) for message in messages]
+            print(f"\n{backend} frozen: 10 turns ended in {seconds:.1f} s: {set(map(tuple, heard))}")
+            assert seconds < DEADLINE + 3
+            assert all(texts in ([MESSAGES.unavailable], [MESSAGES.too_slow], [MESSAGES.unsure]) for texts in heard)
+            status, _ = http_get(f"{bot.url}/healthz", timeout=15)
+            assert status == 503
+
+            emulator.process.send_signal(signal.SIGCONT)
+            time.sleep(DEADLINE + 2.5)  # anything left half-way has expired and may be fenced off
+            for name in names:
+                order = client.say("order", name, name)
+                assert order in (["Order: cheese"], ["Order: cheese, ham"]), order
+            assert http_get(f"{bot.url}/healthz")[0] == 200
+            assert bot.alive
+    finally:
+        emulator.process.send_signal(signal.SIGCONT)
+        emulator.stop()

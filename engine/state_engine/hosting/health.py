@@ -1,6 +1,8 @@
-"""GET /healthz: 200 when the store answers, 503 (with the reason) when it does not.
+"""GET /healthz: 200 when a turn could be saved now, 503 with a reason a person can act on.
 
-App Service's health check calls it; the body never includes settings or secrets."""
+App Service's health check calls it. The reason names the setting to look at (a full
+disk, a missing container, a refused key) and never carries a secret or a trace.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +17,20 @@ from ..stores.state_storage import StateStorage
 logger = logging.getLogger(__name__)
 
 
-def make_health_handler(storage: StateStorage, timeout_seconds: float = 5.0):
+def make_health_handler(storage: StateStorage, backend: str, timeout_seconds: float = 5.0):
     async def healthz(request: web.Request) -> web.Response:
         try:
             await asyncio.wait_for(storage.ping(), timeout_seconds)
-        except (StorageError, asyncio.TimeoutError) as error:
-            logger.warning("health check failed: %s", type(error).__name__)
-            return web.json_response(
-                {"status": "unavailable", "storage": type(storage).__name__,
-                 "reason": type(error).__name__},
-                status=503,
-            )
-        return web.json_response({"status": "ok", "storage": type(storage).__name__})
+        except asyncio.TimeoutError:
+            reason = f"the store did not answer within {timeout_seconds:g} s"
+        except StorageError as error:
+            reason = str(error)
+        except Exception as error:  # a bug, not an outage: still an answer, never a 500
+            logger.exception("health check failed unexpectedly")
+            reason = f"the health check itself failed ({type(error).__name__})"
+        else:
+            return web.json_response({"status": "ok", "storage": backend})
+        logger.warning("health check: %s", reason)
+        return web.json_response({"status": "unavailable", "storage": backend, "reason": reason}, status=503)
 
     return healthz

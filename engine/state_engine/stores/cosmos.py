@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
+from azure.core.pipeline.transport import AioHttpTransport
 from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy, CosmosClient
@@ -136,8 +137,10 @@ class CosmosItems(ItemStore):
                 self._settings.uri,
                 self._settings.key,
                 enable_endpoint_discovery=self._settings.endpoint_discovery,
-                connection_timeout=self._request_timeout,
-                read_timeout=self._request_timeout,
+                # The client's own timeout arguments do not reach its transport; this does.
+                transport=AioHttpTransport(
+                    connection_timeout=self._request_timeout, read_timeout=self._request_timeout
+                ),
                 retry_total=1,
                 retry_backoff_max=1,
                 retry_backoff_factor=0.2,
@@ -218,7 +221,7 @@ class CosmosItems(ItemStore):
 
     def _unreachable(self, error: BaseException) -> StorageUnavailableError:
         return StorageUnavailableError(
-            f"Cosmos DB at COSMOS_DB_URI={self._settings.uri} cannot be reached: {type(error).__name__}"
+            f"Cosmos DB (COSMOS_DB_URI) cannot be reached: {type(error).__name__}"
         )
 
     async def _call(self, item_id: str, work: Any) -> Any:
