@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
@@ -94,40 +94,58 @@ def test_another_program_on_the_bot_port_is_not_taken_for_the_bot() -> None:
     assert reason == f"{other.url}/healthz answered 404 but not as this bot does"
 
 
+def read_terminal(terminal: int, until: Optional[bytes], timeout: float) -> bytes:
+    """What the terminal shows until ``until`` appears (None: until no process has
+    it open any more) or ``timeout`` seconds pass."""
+    output = b""
+    deadline = time.monotonic() + timeout
+    while (until is None or until not in output) and time.monotonic() < deadline:
+        if not select.select([terminal], [], [], 0.5)[0]:
+            continue
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the pty closed: everything in it has exited
+            break
+        if not chunk:
+            break
+        output += chunk
+    return output
+
+
+def wait_for_exit(pid: int, timeout: float) -> Optional[int]:
+    """The exit code of child ``pid``, or None if it is still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.1)
+    return None
+
+
 def test_ctrl_c_on_make_chat_exits_0_without_an_error(tmp_path: Path) -> None:
     """In a terminal (a pty), as a person runs it: Ctrl+C ends `make chat` with 0."""
     make = shutil.which("make")
     assert make is not None, "make is not installed"
     chat = ChatCommand(sqlite_env(tmp_path))
     pid, terminal = pty.fork()
-    if pid == 0:  # the child: make, in the pty's session
+    if pid == 0:  # the child: make, leading the pty's session
         os.chdir(PROJECT_ROOT)
         os.execve(make, [make, "--no-print-directory", "chat"], chat.env)
-    output = b""
+    exit_code = None
     try:
-        deadline = time.monotonic() + 40
-        while ADDRESS_LINE.encode() not in output and time.monotonic() < deadline:
-            if select.select([terminal], [], [], 0.5)[0]:
-                output += os.read(terminal, 4096)
+        output = read_terminal(terminal, ADDRESS_LINE.encode(), 40)
         assert ADDRESS_LINE.encode() in output, output.decode(errors="replace")
         os.write(terminal, b"\x03")  # Ctrl+C: the terminal signals its foreground group
-        while True:
-            if not select.select([terminal], [], [], 20)[0]:
-                break
-            try:
-                chunk = os.read(terminal, 4096)
-            except OSError:  # the pty closed: make has exited
-                break
-            if not chunk:
-                break
-            output += chunk
-        _, status = os.waitpid(pid, 0)
-    except BaseException:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
+        output += read_terminal(terminal, None, 20)
+        exit_code = wait_for_exit(pid, 10)
+    finally:
+        os.close(terminal)  # a hang-up, which `make chat` answers by stopping
+        if exit_code is None and wait_for_exit(pid, 20) is None:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
     text = output.decode(errors="replace")
-    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert exit_code == 0, text
     assert "Error" not in text and "Interrupt" not in text, text
     assert "Stopped the chat page and the bot." in text
 

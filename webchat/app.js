@@ -31,7 +31,7 @@ const connection = {
   activities: null, // our subscription to the current Direct Line's activities
   instance: null, // the bridge process the current Direct Line talks to
   lost: false, // the bridge stopped answering since that Direct Line was opened
-  problem: 'Not checked yet.', // why the bridge or the bot cannot be used, or null
+  problem: 'asking the page’s server', // why the bridge or the bot cannot be used, or null
   everConnected: false,
   state: 'connecting',
 };
@@ -89,8 +89,8 @@ function showConnection() {
   const state = connected ? 'connected' : connection.everConnected ? 'reconnecting' : 'connecting';
   const pill = document.getElementById('connection');
   pill.dataset.state = state;
-  pill.textContent = CONNECTION_TEXT[state];
-  pill.title = connection.problem || (chatConnected ? '' : 'Opening the conversation…');
+  const detail = connection.problem || (chatConnected ? '' : 'opening the conversation');
+  pill.textContent = connected ? CONNECTION_TEXT[state] : `${CONNECTION_TEXT[state]} ${detail}`;
   if (state !== connection.state) {
     connection.state = state;
     renderChat();
@@ -119,9 +119,9 @@ async function heartbeat() {
   }
   if (health === null) {
     connection.lost = true;
-    connection.problem = 'The page’s server is not answering.';
+    connection.problem = 'make chat is not answering';
   } else if (health.bot !== 'up') {
-    connection.problem = 'The bot is not answering.';
+    connection.problem = 'the bot is not answering';
   } else {
     const restarted = connection.instance !== null && health.instance !== connection.instance;
     const dead = [FAILED_TO_CONNECT, ENDED].includes(connection.directLine.connectionStatus$.getValue());
@@ -157,7 +157,7 @@ async function refresh() {
   try {
     response = await fetch(`dev/state?${new URLSearchParams(ids)}`);
   } catch (error) {
-    status.textContent = `Could not reach the page's server: ${error.message}`;
+    status.textContent = 'The page’s server (make chat) is not answering.';
     return;
   }
   const body = await response.json().catch(() => ({}));

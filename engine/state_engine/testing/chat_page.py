@@ -55,7 +55,11 @@ class ChatCommand:
     def run(self, timeout: float = START_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
         """Run to completion (a start-up check that fails): exit code and output."""
         return subprocess.run(
-            self.command, cwd=PROJECT_ROOT, env=self.env, capture_output=True, text=True,
+            self.command,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
             timeout=timeout,
         )
 
