@@ -53,6 +53,8 @@ SEND_BOX = '[data-id="webchat-sendbox-input"]'
 BOT_BUBBLES = ".webchat__bubble:not(.webchat__bubble--from-user) .webchat__bubble__content"
 RECEIVED_AT = re.compile(r"^Message received at: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+$")
 CARDS = ["user-state", "conversation-state", "private-conversation-state", "utterance-log"]
+# Two shared cores run the bot, the bridge and Chromium: give each wait some room.
+expect.set_options(timeout=10_000)
 
 
 def load_chat_tool() -> ModuleType:
@@ -157,7 +159,8 @@ def test_ctrl_c_on_make_chat_exits_0_without_an_error(tmp_path: Path) -> None:
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(
-            f"Chromium is not installed at {CHROMIUM}: run `make chromium` (apt-get install chromium)"
+            f"Chromium is not installed at {CHROMIUM}: run `make chromium` "
+            "(apt-get install chromium)"
         )
     if shutil.which("node") is None:
         pytest.fail("Node.js is not installed: the chat page's server needs it")
@@ -256,8 +259,12 @@ def test_the_conversation_survives_restarts_and_reloads(
         expect(panel.locator('[data-id="conversation"] dd')).to_have_text(conversation_id)
         expect(panel.locator("#record-user-state .key")).to_have_text(f"webchat/users/{user_id}")
         expect(field(panel, "user-state", "UserProfile.name")).to_have_text('"Ada"')
-        expect(field(panel, "conversation-state", "PizzaOrder.toppings.0")).to_have_text('"mushrooms"')
-        expect(field(panel, "private-conversation-state", "PrivateConversationData.message_count")).to_have_text("6")
+        expect(field(panel, "conversation-state", "PizzaOrder.toppings.0")).to_have_text(
+            '"mushrooms"'
+        )
+        expect(
+            field(panel, "private-conversation-state", "PrivateConversationData.message_count")
+        ).to_have_text("6")
         expect(field(panel, "utterance-log", "turn_number")).to_have_text("6")
         expect(panel.locator("#record-utterance-log .etag")).not_to_be_empty()
         records_text = panel.locator("#records").inner_text()
@@ -323,7 +330,8 @@ def test_the_conversation_survives_restarts_and_reloads(
         assert stored(page, "user") == user_id
         expect(field(panel, "user-state", "UserProfile.name")).to_have_text('"Ada"')
         expect(field(panel, "utterance-log", "turn_number")).to_have_text("1")
-        expect(panel.locator('#record-conversation-state [data-property="PizzaOrder"]')).to_have_count(0)
+        order = panel.locator('#record-conversation-state [data-property="PizzaOrder"]')
+        expect(order).to_have_count(0)
     finally:
         page.screenshot(path=ARTIFACTS / "webchat-browser-test.png")
         page.close()
@@ -341,7 +349,9 @@ def test_a_narrow_screen_stacks_the_chat_above_the_state(
         say(page, "Ada", 3)
         say(page, "add mushrooms", 4)
         panel = page.locator("#state")
-        expect(field(panel, "conversation-state", "PizzaOrder.toppings.0")).to_have_text('"mushrooms"')
+        expect(field(panel, "conversation-state", "PizzaOrder.toppings.0")).to_have_text(
+            '"mushrooms"'
+        )
 
         cards = [f"#record-{card}" for card in CARDS]
         measured = boxes(page, ["#chat", "#state"] + cards)

@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -162,14 +162,17 @@ class Chat:
         self._stop = threading.Event()
 
     def request_stop(self, signum: int, frame: object) -> None:
+        """The stop signals' handler: the main loop notices and stops in order."""
         self._stop.set()
 
-    def _start(self, command: List[str], env: Optional[dict] = None) -> subprocess.Popen:
+    def _start(self, command: List[str], env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
         process = subprocess.Popen(command, cwd=PROJECT_ROOT, env=env, process_group=0)
         self._processes.append(process)
         return process
 
-    def _wait_for(self, process: subprocess.Popen, name: str, answers: Any) -> None:
+    def _wait_for(
+        self, process: subprocess.Popen, name: str, answers: Callable[[], bool]
+    ) -> None:
         """Wait until ``answers()`` (a check that raises OSError while nothing listens)
         is true; a stop signal, ``process`` exiting or the time running out ends it."""
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -189,10 +192,13 @@ class Chat:
         raise SystemExit(f"make chat: {name} did not answer within {START_TIMEOUT_SECONDS:.0f}s")
 
     def _bridge_answers(self) -> bool:
+        """True once webchat/server.js answers its /healthz as itself."""
         status, body = get_json(f"{self.page_url}healthz")
         return status == 200 and isinstance(body, dict) and body.get("service") == BRIDGE_SERVICE
 
-    def run(self, node: str, bot_env: dict) -> int:
+    def run(self, node: str, bot_env: Dict[str, str]) -> int:
+        """Start the bot, check it, start the page's server, print the address, then
+        wait: Stopped on a stop signal, 1 when either process ends on its own."""
         bot = self._start([sys.executable, "app.py"], bot_env)
         self._wait_for(bot, "the bot", lambda: get_json(f"{self.bot_url}/healthz")[0] > 0)
         reason = not_this_bot(self.bot_url)
@@ -229,7 +235,8 @@ def check_ports(bot_port: int, page_port: int) -> Optional[str]:
     """One line naming the setting whose port cannot be used, or None when both are free."""
     if bot_port == page_port:
         return f"WEBCHAT_PORT and PORT are both {bot_port}: set them to different ports."
-    for name, port, what in (("PORT", bot_port, "the bot"), ("WEBCHAT_PORT", page_port, "the page")):
+    ports = (("PORT", bot_port, "the bot"), ("WEBCHAT_PORT", page_port, "the page"))
+    for name, port, what in ports:
         if port_in_use(port):
             return (
                 f"{name}={port} ({what}) is in use on {HOST}: "
@@ -239,6 +246,8 @@ def check_ports(bot_port: int, page_port: int) -> Optional[str]:
 
 
 def main() -> int:
+    """Check the settings and ports, run both processes, stop them: the exit code
+    for make (0 after Ctrl+C; non-zero, with one line saying why, otherwise)."""
     try:
         config = DefaultConfig.from_env()  # loads .env into os.environ as well
         settings = read_settings(ChatSettings, os.environ)
@@ -254,7 +263,7 @@ def main() -> int:
         return 2
     node = shutil.which("node")
     if node is None:
-        print("make chat: Node.js is needed for the chat page (webchat/server.js).", file=sys.stderr)
+        print("make chat: Node.js is needed for the page (webchat/server.js).", file=sys.stderr)
         return 2
     problem = check_ports(config.PORT, settings.WEBCHAT_PORT)
     if problem is not None:
@@ -268,12 +277,14 @@ def main() -> int:
         signal.signal(signum, chat.request_stop)
     with TerminalForeground():
         try:
-            return chat.run(node, bot_env)
+            code = chat.run(node, bot_env)
         except Stopped:
-            print("Stopped the chat page and the bot.", flush=True)
-            return 0
+            code = 0
         finally:
             chat.stop()
+    if code == 0:
+        print("Stopped the chat page and the bot.", flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -16,7 +16,11 @@ const ENDED = 5;
 // Web Chat's connectivityStatus values in which it posts what is sent.
 const WEBCHAT_CONNECTED = ['connected', 'reconnected'];
 const HEARTBEAT_MS = { connected: 1000, other: 400 };
-const STYLE_OPTIONS = { hideUploadButton: true, botAvatarInitials: 'Bot', userAvatarInitials: 'You' };
+const STYLE_OPTIONS = {
+  hideUploadButton: true,
+  botAvatarInitials: 'Bot',
+  userAvatarInitials: 'You',
+};
 const CONNECTION_TEXT = {
   connecting: 'Connecting…',
   connected: 'Connected',
@@ -35,7 +39,7 @@ const connection = {
   everConnected: false,
   state: 'connecting',
 };
-// The channel comes from the bridge, the conversation from Direct Line, exactly as the bot sees them.
+// The channel comes from the bridge, the conversation from Direct Line: as the bot sees them.
 const ids = { channel: null, conversation: null, user: userID };
 const status = document.getElementById('state-status');
 let refreshTimer;
@@ -66,6 +70,8 @@ function openDirectLine(watermark) {
   renderChat();
 }
 
+/** (Re)renders Web Chat with the current Direct Line and the page's one store;
+ * the send box is off unless connected. */
 function renderChat() {
   window.WebChat.renderWebChat(
     {
@@ -124,7 +130,8 @@ async function heartbeat() {
     connection.problem = 'the bot is not answering';
   } else {
     const restarted = connection.instance !== null && health.instance !== connection.instance;
-    const dead = [FAILED_TO_CONNECT, ENDED].includes(connection.directLine.connectionStatus$.getValue());
+    const directLineStatus = connection.directLine.connectionStatus$.getValue();
+    const dead = [FAILED_TO_CONNECT, ENDED].includes(directLineStatus);
     if (connection.lost || restarted || dead) {
       openDirectLine(restarted ? undefined : connection.directLine.watermark || undefined);
     }
@@ -134,7 +141,8 @@ async function heartbeat() {
     ids.channel = health.channel;
   }
   showConnection();
-  setTimeout(heartbeat, connection.state === 'connected' ? HEARTBEAT_MS.connected : HEARTBEAT_MS.other);
+  const connected = connection.state === 'connected';
+  setTimeout(heartbeat, connected ? HEARTBEAT_MS.connected : HEARTBEAT_MS.other);
 }
 
 document.getElementById('refresh').addEventListener('click', refresh);
@@ -180,7 +188,8 @@ const SCOPES = {
   'user state': 'Follows you into every conversation.',
   'conversation state': 'Shared by everyone in this conversation.',
   'private conversation state': 'You, in this conversation only.',
-  'utterance log': 'Written directly to storage, no state class: read, change, write back with its e_tag.',
+  'utterance log':
+    'Written directly to storage, no state class: read, change, write back with its e_tag.',
 };
 const TYPE_TAG = '$type';
 // What the reader unfolded ("card id/property", "card id/JSON"), kept open across refreshes.
@@ -250,7 +259,9 @@ function renderProperty(cardId, name, value, summary) {
   const block = element('section', 'property');
   block.dataset.property = name;
   const heading = element('h4', '', name);
-  if (isTyped(value) && value[TYPE_TAG] !== name) heading.append(' ', element('span', 'type', value[TYPE_TAG]));
+  if (isTyped(value) && value[TYPE_TAG] !== name) {
+    heading.append(' ', element('span', 'type', value[TYPE_TAG]));
+  }
   const body = renderValue(isTyped(value) ? withoutType(value) : value, name);
   if (summary === undefined) {
     block.append(heading, body);

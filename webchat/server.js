@@ -71,14 +71,17 @@ app.use((req, res, next) => {
 
 // Direct Line tokens expire and Web Chat refreshes them every 15 minutes; the
 // real service issues a new one, here any token will do.
-app.post('/directline/tokens/refresh', (req, res) => res.json({ token: 'local', expires_in: 1800 }));
+app.post('/directline/tokens/refresh', (req, res) => {
+  res.json({ token: 'local', expires_in: 1800 });
+});
 
 // Direct Line's reconnect: any well-formed id is accepted, known or not, since
 // the router (built with conversationInitRequired off) starts its history on first use.
 app.get('/directline/conversations/:conversationId', (req, res) => {
   const { conversationId } = req.params;
   if (!CONVERSATION_ID.test(conversationId)) {
-    return res.status(400).json({ error: { code: 'BadArgument', message: 'Not a conversation id.' } });
+    const error = { code: 'BadArgument', message: 'Not a conversation id.' };
+    return res.status(400).json({ error });
   }
   res.json({ conversationId, token: 'local', expires_in: 1800 });
 });

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,12 +18,22 @@ import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .live_bot import free_port
 from .paths import PROJECT_ROOT
 
 ADDRESS_LINE = "Chat with the bot: "
+# A developer's identity and cloud stores stay out: the chat runs locally on SQLite.
+CLOUD_SETTINGS = ("Microsoft", "COSMOS_", "BLOB_", "TABLE_")
 START_TIMEOUT_SECONDS = 40.0
 STOP_TIMEOUT_SECONDS = 20.0
+
+
+def two_free_ports() -> tuple[int, int]:
+    """Two different free 127.0.0.1 ports: the first socket is still bound while the
+    system picks the second, so they cannot be the same."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        return first.getsockname()[1], second.getsockname()[1]
 
 
 class ChatCommand:
@@ -35,12 +46,11 @@ class ChatCommand:
         log_path: Optional[Path] = None,
         command: Optional[List[str]] = None,
     ) -> None:
-        self.bot_port = free_port()
-        self.page_port = free_port()
+        self.bot_port, self.page_port = two_free_ports()
         self.url = f"http://127.0.0.1:{self.page_port}/"
         self.command = command or [sys.executable, str(PROJECT_ROOT / "tools" / "chat.py")]
         self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("Microsoft", "COSMOS_", "BLOB_", "TABLE_"))},
+            **{k: v for k, v in os.environ.items() if not k.startswith(CLOUD_SETTINGS)},
             # Set, even if empty, so a developer's .env cannot fill them in.
             "MicrosoftAppId": "",
             "MicrosoftAppPassword": "",
