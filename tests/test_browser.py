@@ -271,7 +271,9 @@ def test_the_conversation_survives_restarts_and_reloads(
         assert "$value" not in records_text and "$type" not in records_text, records_text
 
         # The dialog stack: folded to one line, unfolded on a click.
-        dialog = panel.locator('#record-conversation-state [data-property="DialogState"] details')
+        dialog = panel.locator(
+            '#record-private-conversation-state [data-property="DialogState"] details'
+        )
         expect(dialog).not_to_have_attribute("open", "")
         expect(dialog.locator(".summary")).to_have_text(
             "ProfileDialog › step 2 › waiting in NumberPrompt: "

@@ -206,8 +206,47 @@ function isScalar(value) {
   return value === null || typeof value !== 'object';
 }
 
+/** The column names when ``items`` are objects of the same scalar fields (the
+ * utterance log's entries, say), which read best as a table; else null. */
+function tableColumns(items) {
+  const objects = items.every((item) => !isScalar(item) && !Array.isArray(item));
+  if (items.length === 0 || !objects) return null;
+  const columns = Object.keys(withoutType(items[0]));
+  const alike = (item) => {
+    const fields = withoutType(item);
+    return (
+      Object.keys(fields).length === columns.length &&
+      columns.every((name) => name in fields && isScalar(fields[name]))
+    );
+  };
+  return columns.length > 0 && items.every(alike) ? columns : null;
+}
+
+/** A list of like objects as a table, newest (last) row in view: long lists scroll
+ * inside it, so the card keeps its size. */
+function renderTable(items, columns, path) {
+  const wrap = element('div', 'table-wrap');
+  const table = element('table', 'rows');
+  const head = element('tr');
+  head.append(element('th', '', '#'), ...columns.map((name) => element('th', '', name)));
+  table.append(head);
+  items.forEach((item, index) => {
+    const row = element('tr');
+    row.append(element('td', 'index', String(index)));
+    for (const name of columns) {
+      const cell = element('td');
+      cell.append(renderValue(item[name], `${path}.${index}.${name}`));
+      row.append(cell);
+    }
+    table.append(row);
+  });
+  wrap.append(table);
+  return wrap;
+}
+
 /** A JSON value as the panel shows it: scalars inline, lists of scalars on one
- * wrapping line, objects as name/value rows with their type as a badge. */
+ * wrapping line, lists of like objects as a table, objects as name/value rows
+ * with their type as a badge. */
 function renderValue(value, path) {
   if (isScalar(value)) {
     const kind = value === null ? 'null' : typeof value;
@@ -222,6 +261,8 @@ function renderValue(value, path) {
       value.forEach((item, index) => list.append(renderValue(item, `${path}.${index}`)));
       return list;
     }
+    const columns = tableColumns(value);
+    if (columns) return renderTable(value, columns, path);
     const list = element('ol', 'items');
     list.start = 0;
     value.forEach((item, index) => {
@@ -234,10 +275,10 @@ function renderValue(value, path) {
   const fields = element('dl', 'fields');
   for (const [name, item] of Object.entries(value)) {
     if (name === TYPE_TAG) continue;
-    fields.append(element('dt', '', name));
-    const cell = element('dd');
-    cell.append(renderValue(item, path ? `${path}.${name}` : name));
-    fields.append(cell);
+    const shown = renderValue(item, path ? `${path}.${name}` : name);
+    const wide = shown.classList.contains('table-wrap'); // a table goes under its name
+    fields.append(element('dt', wide ? 'wide' : '', name), element('dd', wide ? 'wide' : ''));
+    fields.lastChild.append(shown);
   }
   if (!(TYPE_TAG in value)) return fields;
   const typed = element('div', 'typed');
@@ -337,6 +378,9 @@ function renderState(state) {
     idList.append(item);
   }
   document.getElementById('records').replaceChildren(...state.records.map(renderRecord));
+  for (const wrap of document.querySelectorAll('#records .table-wrap')) {
+    wrap.scrollTop = wrap.scrollHeight; // the newest rows
+  }
 }
 
 openDirectLine(undefined);
