@@ -1,5 +1,5 @@
 """The development state endpoint: there only when asked for, never with an app id,
-answering only on 127.0.0.1, and showing records exactly as stored."""
+answering only on 127.0.0.1, and showing records as stored and readably."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from unittest import mock
 import pytest
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 
+from botbuilder.dialogs import DialogInstance, DialogState
+from botbuilder.dialogs.prompts import PromptOptions
+from botbuilder.schema import Activity
+
 from app import create_app
 from config import DefaultConfig
-from data_models import UserProfile, UtteranceLog
-from state_engine.stores import memory_storage
-from state_engine.hosting.dev_state import make_dev_state_handler
+from data_models import PizzaOrder, UserProfile, UtteranceLog
+from state_engine.codec import encode_value
+from state_engine.stores import StateStorage, memory_storage
+from state_engine.hosting.dev_state import make_dev_state_handler, readable
 
 QUERY = "/dev/state?channel=emulator&conversation=conversation-1&user=user-1"
 
@@ -75,17 +80,22 @@ async def test_missing_ids_are_a_bad_request() -> None:
     assert b"conversation, user" in response.body
 
 
+async def read_records(store: StateStorage) -> Dict[str, dict]:
+    response = await make_dev_state_handler(store)(mocked_get(QUERY, peer="::1", host="[::1]:3978"))
+    assert response.status == 200
+    return {record["scope"]: record for record in json.loads(response.body)["records"]}
+
+
 async def test_records_are_shown_as_stored_under_their_keys() -> None:
     store = memory_storage()
+    log = UtteranceLog(["hi"], turn_number=1)
     await store.write(
         {
             "emulator/users/user-1": {"UserProfile": UserProfile(name="Ada")},
-            "emulator/conversations/conversation-1/log": UtteranceLog(["hi"], turn_number=1),
+            "emulator/conversations/conversation-1/log": log,
         }
     )
-    response = await make_dev_state_handler(store)(mocked_get(QUERY, peer="::1", host="[::1]:3978"))
-    assert response.status == 200
-    records = {record["scope"]: record for record in json.loads(response.body)["records"]}
+    records = await read_records(store)
 
     assert list(records) == [
         "user state",
@@ -96,13 +106,85 @@ async def test_records_are_shown_as_stored_under_their_keys() -> None:
     user = records["user state"]
     assert user["key"] == "emulator/users/user-1"
     assert user["e_tag"]
-    assert user["document"] == {
-        "UserProfile": {"$type": "UserProfile", "$value": {"name": "Ada", "age": None}}
+    # As stored: the codec's JSON, type tags and all.
+    assert user["document"] == {"UserProfile": encode_value(UserProfile(name="Ada"))}
+    # Readably: each type tag inside the object it names.
+    assert user["view"] == {"UserProfile": {"$type": "UserProfile", "name": "Ada", "age": None}}
+    assert records["utterance log"]["view"] == {
+        "$type": "UtteranceLog",
+        "utterances": ["hi"],
+        "turn_number": 1,
     }
-    assert records["utterance log"]["document"]["$value"]["turn_number"] == 1
     assert records["private conversation state"] == {
         "scope": "private conversation state",
         "key": "emulator/conversations/conversation-1/users/user-1/",
         "e_tag": None,
         "document": None,
+        "view": None,
+        "summaries": {},
     }
+
+
+def test_the_view_reads_both_shapes_of_type_tags() -> None:
+    """Tags around the object (``$value``) and inside it read the same; a tagged
+    value that is no object (a datetime) is shown as that value."""
+    around = {
+        "PizzaOrder": {"$type": "PizzaOrder", "$value": {"toppings": ["mushrooms"]}},
+        "seen": {"$type": "datetime", "$value": "2026-11-25T12:00:00"},
+        "stack": [{"$type": "DialogInstance", "$value": {"id": "ProfileDialog", "state": {}}}],
+    }
+    inside = {
+        "PizzaOrder": {"$type": "PizzaOrder", "toppings": ["mushrooms"]},
+        "seen": {"$type": "datetime", "$value": "2026-11-25T12:00:00"},
+        "stack": [{"$type": "DialogInstance", "id": "ProfileDialog", "state": {}}],
+    }
+    expected = {
+        "PizzaOrder": {"$type": "PizzaOrder", "toppings": ["mushrooms"]},
+        "seen": "2026-11-25T12:00:00",
+        "stack": [{"$type": "DialogInstance", "id": "ProfileDialog", "state": {}}],
+    }
+    assert readable(around) == readable(inside) == expected
+
+
+def profile_dialog_waiting_for_the_age() -> DialogState:
+    """The stack ProfileDialog leaves after "profile", "Ada": its waterfall at the
+    second step, a NumberPrompt on top of it (the SDK keeps the top at index 0)."""
+    prompt = PromptOptions(prompt=Activity(type="message", text="How old are you?"))
+    inner = DialogState(
+        [
+            DialogInstance("NumberPrompt", {"options": prompt, "state": {}}),
+            DialogInstance(
+                "WaterfallDialog",
+                {"options": None, "values": {"name": "Ada"}, "instanceId": "i-1", "stepIndex": 1},
+            ),
+        ]
+    )
+    return DialogState([DialogInstance("ProfileDialog", {"dialogs": inner})])
+
+
+@pytest.mark.parametrize(
+    "dialog_state, summary",
+    [
+        pytest.param(
+            profile_dialog_waiting_for_the_age(),
+            "ProfileDialog › step 2 › waiting in NumberPrompt: How old are you?",
+            id="waiting",
+        ),
+        pytest.param(DialogState(), "no dialog running", id="empty"),
+    ],
+)
+async def test_a_dialog_stack_is_summed_up_in_one_line(
+    dialog_state: DialogState, summary: str
+) -> None:
+    store = memory_storage()
+    await store.write(
+        {
+            "emulator/conversations/conversation-1": {
+                "DialogState": dialog_state,
+                "PizzaOrder": PizzaOrder(["mushrooms"]),
+            }
+        }
+    )
+    record = (await read_records(store))["conversation state"]
+    assert record["summaries"] == {"DialogState": summary}
+    assert record["view"]["PizzaOrder"] == {"$type": "PizzaOrder", "toppings": ["mushrooms"]}

@@ -1,4 +1,4 @@
-"""GET /dev/state: what the bot stored for one user in one conversation, as stored.
+"""GET /dev/state: what the bot stored for one user in one conversation.
 
 Development only: app.py adds this route only when ``DEV_STATE_ENDPOINT`` is on,
 and config.py turns that off whenever an app id is configured (in Azure). It is
@@ -10,21 +10,24 @@ what the state panel of ``make chat`` shows, so a learner sees the records that
 * private conversation state  ``{channel}/conversations/{conversation}/users/{user}/``
 * utterance log (written directly to storage)  ``{channel}/conversations/{conversation}/log``
 
-Each record is read through the store and shown as the store keeps it: the
-JSON document (with the codec's ``$type`` tags) and its e_tag. Only stored bot
-state is returned, never a setting.
+Each record is read through the store and comes back three ways: ``document``,
+the JSON as the store keeps it (with the codec's ``$type`` tags), and its
+e_tag; ``view``, the same data with each type tag folded into the object it
+names, for reading; ``summaries``, one line for each dialog stack in it. Only
+stored bot state is returned, never a setting.
 
-    GET /dev/state?channel=emulator&conversation=<id>&user=<id>
+    GET /dev/state?channel=webchat&conversation=<id>&user=<id>
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from aiohttp import web
 from botbuilder.core import Storage
+from botbuilder.dialogs import DialogState
 
 from state_engine.errors import StorageError
 from state_engine.codec import encode_value
@@ -37,6 +40,13 @@ MAX_ID_LENGTH = 256
 # the peer address stops "DNS rebinding": a web page whose own hostname was made
 # to resolve to 127.0.0.1 reaches this port from the learner's browser.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# The codec's tags in both shapes it writes or has written: the type inside the
+# object (``{"$type": "UserProfile", "name": "Ada"}``), or around it
+# (``{"$type": "UserProfile", "$value": {"name": "Ada"}}``, and still for
+# values that are no object, such as a datetime).
+TYPE_TAG = "$type"
+VALUE_TAG = "$value"
+PATH_SEPARATOR = " › "
 
 
 def state_keys(channel: str, conversation: str, user: str) -> Dict[str, str]:
@@ -81,6 +91,66 @@ def _as_stored(item: Any) -> Tuple[Optional[str], Any]:
     return getattr(item, "e_tag", None), encode_value(item)
 
 
+def readable(document: Any) -> Any:
+    """A stored document with every type tag folded into the object it names:
+    ``{"$type": T, "$value": {...}}`` and ``{"$type": T, ...}`` both become the
+    latter, and a tagged value that is no object (a datetime) becomes that value."""
+    if isinstance(document, list):
+        return [readable(item) for item in document]
+    if not isinstance(document, dict):
+        return document
+    if TYPE_TAG in document and set(document) == {TYPE_TAG, VALUE_TAG}:
+        inner = document[VALUE_TAG]
+        if not isinstance(inner, dict):
+            return readable(inner)
+        document = {TYPE_TAG: document[TYPE_TAG], **inner}
+    return {key: readable(value) for key, value in document.items()}
+
+
+def _describe_instance(instance: Any) -> List[str]:
+    """The steps of one dialog on a stack: its id, the waterfall step it is at,
+    what its prompt asked, then the dialogs it runs inside it (a component)."""
+    state = getattr(instance, "state", None) or {}
+    parts = [str(getattr(instance, "id", "?"))]
+    if isinstance(state.get("stepIndex"), int):
+        parts[-1] = f"step {state['stepIndex'] + 1}"
+    prompt = getattr(state.get("options"), "prompt", None)
+    text = getattr(prompt, "text", None)
+    if text:
+        parts[-1] = f"waiting in {parts[-1]}: {text}"
+    inner = state.get("dialogs")
+    if isinstance(inner, DialogState):
+        parts.extend(_describe_stack(inner))
+    return parts
+
+
+def _describe_stack(dialog_state: DialogState) -> List[str]:
+    """The dialogs of a stack from the bottom (the first started) to the top (the one
+    the next message goes to): the SDK keeps the top at index 0."""
+    parts: List[str] = []
+    for instance in reversed(dialog_state.dialog_stack or []):
+        parts.extend(_describe_instance(instance))
+    return parts
+
+
+def dialog_summary(dialog_state: DialogState) -> str:
+    """One line for a dialog stack, e.g. ``ProfileDialog › step 2 › waiting in
+    NumberPrompt: How old are you?``, so the panel can show it folded."""
+    parts = _describe_stack(dialog_state)
+    return PATH_SEPARATOR.join(parts) if parts else "no dialog running"
+
+
+def _summaries(item: Any) -> Dict[str, str]:
+    """A one-line summary for each dialog stack among a record's properties."""
+    if not isinstance(item, dict):
+        return {}
+    return {
+        name: dialog_summary(value)
+        for name, value in item.items()
+        if isinstance(value, DialogState)
+    }
+
+
 def make_dev_state_handler(storage: Storage):
     async def dev_state(request: web.Request) -> web.Response:
         # request.remote is the TCP peer; X-Forwarded-For is not believed.
@@ -104,8 +174,18 @@ def make_dev_state_handler(storage: Storage):
 
         records = []
         for scope, key in keys.items():
-            e_tag, document = _as_stored(stored.get(key))
-            records.append({"scope": scope, "key": key, "e_tag": e_tag, "document": document})
+            item = stored.get(key)
+            e_tag, document = _as_stored(item)
+            records.append(
+                {
+                    "scope": scope,
+                    "key": key,
+                    "e_tag": e_tag,
+                    "document": document,
+                    "view": readable(document),
+                    "summaries": _summaries(item),
+                }
+            )
         return web.json_response({**ids, "records": records})
 
     return dev_state

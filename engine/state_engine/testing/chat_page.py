@@ -1,0 +1,114 @@
+"""``make chat`` as a test runs it: ``tools/chat.py`` (the bot, the Direct Line
+bridge and the chat page) in its own process, on free 127.0.0.1 ports.
+
+``stop()`` sends SIGINT, as Ctrl+C does, and returns the exit code, so a test can
+check that it stopped cleanly; ``start()`` again brings up a new bot and a new
+bridge on the same ports and the same store, as running ``make chat`` again does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .paths import PROJECT_ROOT
+
+ADDRESS_LINE = "Chat with the bot: "
+# A developer's identity and cloud stores stay out: the chat runs locally on SQLite.
+CLOUD_SETTINGS = ("Microsoft", "COSMOS_", "BLOB_", "TABLE_")
+START_TIMEOUT_SECONDS = 40.0
+STOP_TIMEOUT_SECONDS = 20.0
+
+
+def two_free_ports() -> tuple[int, int]:
+    """Two different free 127.0.0.1 ports: the first socket is still bound while the
+    system picks the second, so they cannot be the same."""
+    with socket.socket() as first, socket.socket() as second:
+        first.bind(("127.0.0.1", 0))
+        second.bind(("127.0.0.1", 0))
+        return first.getsockname()[1], second.getsockname()[1]
+
+
+class ChatCommand:
+    """``python tools/chat.py`` with the environment a test gives it; its output
+    (and the bot's and the bridge's) goes to one log file."""
+
+    def __init__(
+        self,
+        env: Dict[str, str],
+        log_path: Optional[Path] = None,
+        command: Optional[List[str]] = None,
+    ) -> None:
+        self.bot_port, self.page_port = two_free_ports()
+        self.url = f"http://127.0.0.1:{self.page_port}/"
+        self.command = command or [sys.executable, str(PROJECT_ROOT / "tools" / "chat.py")]
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(CLOUD_SETTINGS)},
+            # Set, even if empty, so a developer's .env cannot fill them in.
+            "MicrosoftAppId": "",
+            "MicrosoftAppPassword": "",
+            "PORT": str(self.bot_port),
+            "WEBCHAT_PORT": str(self.page_port),
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
+        self.log_path = log_path or Path(f"/tmp/chat-{self.page_port}-{uuid.uuid4().hex[:6]}.log")
+        self._process: Optional[subprocess.Popen] = None
+
+    def run(self, timeout: float = START_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
+        """Run to completion (a start-up check that fails): exit code and output."""
+        return subprocess.run(
+            self.command,
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def start(self) -> "ChatCommand":
+        """Start and wait for the page's address, which it prints once all is up."""
+        start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                self.command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if ADDRESS_LINE in self.logs()[start_offset:]:
+                return self
+            if self._process.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"tools/chat.py did not print the page's address:\n{self.logs()}")
+
+    def stop(self) -> Optional[int]:
+        """Ctrl+C: SIGINT, then the exit code (None when it was not running)."""
+        if self._process is None:
+            return None
+        process, self._process = self._process, None
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            return process.wait(STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"tools/chat.py did not stop on SIGINT:\n{self.logs()}") from None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> "ChatCommand":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
