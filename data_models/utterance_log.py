@@ -7,7 +7,7 @@ from state_engine import keys
 from state_engine.codec import register_dataclass
 
 #: Where the log is stored: a record of the conversation, saved with its state (state_engine.keys).
-UTTERANCE_LOG = keys.conversation_record("log")
+UTTERANCE_LOG = keys.conversation_record("log", "utterance log")
 
 
 @register_dataclass

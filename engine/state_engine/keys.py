@@ -59,10 +59,13 @@ def user_of_private_key(channel: str, conversation: str, key: str) -> Optional[s
 
 @dataclass(frozen=True)
 class ConversationRecord:
-    """A record written directly to storage that belongs to one conversation
-    (the sample's utterance log). Its key sits under the conversation's key."""
+    """A record written directly to storage that belongs to one conversation (the
+    sample's utterance log). Its key sits under the conversation's key; ``label`` is
+    what people call it; ``bookkeeping`` marks the engine's own records."""
 
     name: str
+    label: str
+    bookkeeping: bool = False
 
     def key(self, channel: str, conversation: str) -> str:
         return f"{conversation_state(channel, conversation)}/{self.name}"
@@ -75,12 +78,12 @@ class ConversationRecord:
 _CONVERSATION_RECORDS: Dict[str, ConversationRecord] = {}
 
 
-def conversation_record(name: str) -> ConversationRecord:
+def conversation_record(name: str, label: str = "", bookkeeping: bool = False) -> ConversationRecord:
     """Declare a directly-written conversation record; conversation ids that would
     collide with its key are refused from then on."""
     if not name or "/" in name:
         raise ValueError(f"a record name is one path segment, not {name!r}")
-    return _CONVERSATION_RECORDS.setdefault(name, ConversationRecord(name))
+    return _CONVERSATION_RECORDS.setdefault(name, ConversationRecord(name, label or name, bookkeeping))
 
 
 def conversation_records() -> List[ConversationRecord]:
@@ -89,7 +92,7 @@ def conversation_records() -> List[ConversationRecord]:
 
 #: Who has records in a conversation (kept by the turn runner): ``forget me`` asks it
 #: whether a conversation was the user's alone.
-PARTICIPANTS = conversation_record("participants")
+PARTICIPANTS = conversation_record("participants", bookkeeping=True)
 
 
 @dataclass(frozen=True)
@@ -106,16 +109,19 @@ class TurnIds:
         user = activity.from_property.id if activity.from_property else ""
         return cls(activity.channel_id or "", conversation or "", user or "")
 
-    def records(self) -> Dict[str, str]:
-        """Every record of this user in this conversation, by what it is (the state page's list)."""
+    def records(self, bookkeeping: bool = True) -> Dict[str, str]:
+        """Every record of this user in this conversation, by what it is; without the
+        engine's own bookkeeping records when ``bookkeeping`` is False (the state page)."""
         found = {
             "user state": user_state(self.channel, self.user),
             "conversation state": conversation_state(self.channel, self.conversation),
             "private conversation state": private_state(self.channel, self.conversation, self.user),
         }
         for record in conversation_records():
-            found[record.name] = record.key(self.channel, self.conversation)
-        found["membership"] = membership(self.channel, self.user, self.conversation)
+            if bookkeeping or not record.bookkeeping:
+                found[record.label] = record.key(self.channel, self.conversation)
+        if bookkeeping:
+            found["membership"] = membership(self.channel, self.user, self.conversation)
         return found
 
     @property

@@ -1,22 +1,8 @@
-"""GET /dev/state: what the bot stored for one user in one conversation.
+"""GET /dev/state: what the bot stored for one user in one conversation (development only).
 
-Development only: app.py adds this route only when ``DEV_STATE_ENDPOINT`` is on,
-and config.py turns that off whenever an app id is configured (in Azure). It is
-what the state panel of ``make chat`` shows, so a learner sees the records that
-"Managing state" describes, under the keys the SDK's state classes build:
-
-* user state                  ``{channel}/users/{user}``
-* conversation state          ``{channel}/conversations/{conversation}``
-* private conversation state  ``{channel}/conversations/{conversation}/users/{user}/``
-* utterance log (written directly to storage)  ``{channel}/conversations/{conversation}/log``
-
-Each record is read through the store and comes back three ways: ``document``,
-the JSON as the store keeps it (with the codec's ``$type`` tags), and its
-e_tag; ``view``, the same data with each type tag folded into the object it
-names, for reading; ``summaries``, one line for each dialog stack in it. Only
-stored bot state is returned, never a setting.
-
-    GET /dev/state?channel=webchat&conversation=<id>&user=<id>
+The records ``make chat``'s panel shows, under the keys ``state_engine.keys`` names:
+``document`` as stored, ``view`` with the codec's type tags folded in, ``summaries``
+(one line per dialog stack). Only on 127.0.0.1, never with an app id, never settings.
 """
 
 from __future__ import annotations
@@ -29,6 +15,7 @@ from aiohttp import web
 from botbuilder.core import Storage
 from botbuilder.dialogs import DialogState
 
+from state_engine import keys
 from state_engine.errors import StorageError
 from state_engine.codec import encode_value
 
@@ -47,17 +34,6 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 TYPE_TAG = "$type"
 VALUE_TAG = "$value"
 PATH_SEPARATOR = " › "
-
-
-def state_keys(channel: str, conversation: str, user: str) -> Dict[str, str]:
-    """The storage key of each record, built as UserState, ConversationState and
-    PrivateConversationState (app.py uses the default, empty, namespace) build them."""
-    return {
-        "user state": f"{channel}/users/{user}",
-        "conversation state": f"{channel}/conversations/{conversation}",
-        "private conversation state": f"{channel}/conversations/{conversation}/users/{user}/",
-        "utterance log": f"{channel}/conversations/{conversation}/log",
-    }
 
 
 def is_loopback(remote: Optional[str]) -> bool:
@@ -82,7 +58,7 @@ def _bad_request(reason: str) -> web.Response:
 
 def _as_stored(item: Any) -> Tuple[Optional[str], Any]:
     """(e_tag, document) of an item that was read; the document without the e_tag,
-    as JsonStorage writes it. A state scope is a dict, the log a dataclass."""
+    as the store keeps it. A state scope is a dict, the log a dataclass."""
     if item is None:
         return None, None
     if isinstance(item, dict):
@@ -165,15 +141,15 @@ def make_dev_state_handler(storage: Storage):
         if any(len(value) > MAX_ID_LENGTH for value in ids.values()):
             return _bad_request(f"ids are at most {MAX_ID_LENGTH} characters")
 
-        keys = state_keys(ids["channel"], ids["conversation"], ids["user"])
+        records_of = keys.TurnIds(ids["channel"], ids["conversation"], ids["user"]).records(bookkeeping=False)
         try:
-            stored = await storage.read(list(keys.values()))
+            stored = await storage.read(list(records_of.values()))
         except StorageError as error:
             logger.warning("dev state read failed: %s", type(error).__name__)
             return web.json_response({"error": type(error).__name__}, status=503)
 
         records = []
-        for scope, key in keys.items():
+        for scope, key in records_of.items():
             item = stored.get(key)
             e_tag, document = _as_stored(item)
             records.append(
