@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Dict, Optional
 
 from .items import Item
@@ -63,7 +64,9 @@ class Partition:
             return self
         return replace(self, records=apply_changes(self.records, self.pending.records), pending=None)
 
-    def to_text(self) -> str:
+    @cached_property
+    def text(self) -> str:
+        """The item's JSON (computed once per partition value)."""
         document: Dict[str, Any] = {
             FORMAT_TAG: FORMAT_VERSION,
             "records": {key: _record_json(record) for key, record in self.records.items()},

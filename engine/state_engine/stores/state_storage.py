@@ -303,7 +303,7 @@ class StateStorage(Storage):
             await self._commit_across(bases, updated, order)
 
     def _check_size(self, partition: Partition) -> None:
-        size = len(partition.to_text().encode("utf-8"))
+        size = len(partition.text.encode("utf-8"))
         if size > self.items.max_item_bytes:
             raise ItemTooLargeError(partition.item_id, size, self.items.max_item_bytes)
 
@@ -366,7 +366,7 @@ class StateStorage(Storage):
         condition = if_match(expected) if expected else ABSENT
         if partition.is_empty and not fence:
             return Put(partition.item_id, None, condition) if expected else None
-        return Put(partition.item_id, partition.to_text(), condition)
+        return Put(partition.item_id, partition.text, condition)
 
     async def _put(self, partition: Partition, expected: Optional[str], fence: bool = False) -> Partition:
         """Write one partition if its item is still at ``expected`` (None: absent)."""
