@@ -203,9 +203,11 @@ class StateStorage(Storage):
         partition committed it, unchanged if it is in flight or was abandoned."""
         pending = partition.pending
         assert pending is not None
-        home = known.get(pending.home) or self._cache.get(pending.home)
+        # The home as read with this partition, else read now: an older copy could still
+        # say "not committed" about a transaction that has committed since.
+        home = known.get(pending.home)
         for _ in range(MERGE_ATTEMPTS):
-            if home is None or home.item_id != pending.home:
+            if home is None:
                 home = parse(pending.home, (await self.items.get([pending.home])).get(pending.home))
             if home.commits.get(partition.item_id) == pending.tx:
                 return await self._rolled_forward(partition)
