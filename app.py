@@ -24,6 +24,8 @@ from state_engine.stores import StorageConfigurationError, create_storage
 from state_engine.hosting.errors import json_errors
 from state_engine.hosting.health import make_health_handler
 from state_engine.hosting.messages import make_messages_handler
+from state_engine.hosting.serve import run
+from state_engine.settings import SettingError
 
 
 def create_app(config: DefaultConfig) -> web.Application:
@@ -45,10 +47,11 @@ def create_app(config: DefaultConfig) -> web.Application:
         user_state,
         private_conversation_state,
         turn_storage,
-        ProfileDialog(user_state.create_property("UserProfile"), BotSettings.max_name_length),
+        ProfileDialog(user_state.create_property("UserProfile"), config.MAX_NAME_LENGTH),
         BotSettings(
             utterance_log_size=config.UTTERANCE_LOG_SIZE,
             max_text_length=config.MAX_TEXT_LENGTH,
+            max_name_length=config.MAX_NAME_LENGTH,
             state_command_enabled=config.STATE_COMMAND_ENABLED,
         ),
     )
@@ -99,9 +102,27 @@ try:
         level=CONFIG.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     APP = create_app(CONFIG)
-except (ValueError, StorageConfigurationError) as error:
-    # A wrong setting: say which one, without a stack trace.
+except (SettingError, StorageConfigurationError, ValueError) as error:
+    # A wrong setting: say which one, without a stack trace (SettingError and the
+    # stores name the variable; the SDK raises ValueError for settings it refuses).
     raise SystemExit(f"Configuration error: {error}") from None
 
+
+def print_banner(config: DefaultConfig) -> None:
+    """What `make run` shows once the bot listens: where to point the Emulator, which store."""
+    identity = "with MicrosoftAppId and MicrosoftAppPassword" if config.APP_ID else "no app id"
+    lines = [
+        f"Bot listening on {config.HOST}:{config.PORT}, state in STORAGE={config.STORAGE}",
+        f"Emulator: open http://localhost:{config.PORT}/api/messages ({identity})",
+    ]
+    if config.HOST == "127.0.0.1":
+        lines.append("In WSL or a container, set HOST=0.0.0.0 to reach the bot from the host")
+        lines.append("  (warning: it then listens on every interface, for anyone who can reach you).")
+    elif config.HOST in ("0.0.0.0", "::"):
+        lines.append(f"Warning: HOST={config.HOST} listens on every interface of this machine.")
+    lines.append("Press Ctrl+C to stop.")
+    print("\n".join(lines), flush=True)
+
+
 if __name__ == "__main__":
-    web.run_app(APP, host=CONFIG.HOST, port=CONFIG.PORT)
+    run(APP, CONFIG.HOST, CONFIG.PORT, on_listening=lambda: print_banner(CONFIG))
