@@ -15,6 +15,7 @@ from botbuilder.integration.aiohttp import (
 )
 
 from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
+from state_engine.hosting.authentication import use_openid_metadata
 from state_engine.hosting.connectors import PooledBotFrameworkAuthentication
 from bots import BotSettings, StateBot
 from config import DefaultConfig
@@ -64,6 +65,9 @@ def create_app(config: DefaultConfig) -> web.Application:
         RetryPolicy(config.TURN_MAX_RETRIES, config.TURN_RETRY_BASE_DELAY),
     )
 
+    # Channels sign each request's token with keys published as OpenID metadata
+    # (BotOpenIdMetadata); the SDK fetches them, here bounded in time (hosting/authentication.py).
+    use_openid_metadata(config.BOT_OPENID_METADATA)
     # The SDK's authentication, with one pooled connector per service URL
     # (adapter/connector_factory.py) instead of new clients on every turn.
     authentication = PooledBotFrameworkAuthentication(ConfigurationBotFrameworkAuthentication(config))

@@ -22,7 +22,7 @@ from msrest.exceptions import ClientRequestError, HttpOperationError
 from state_engine.hosting.connectors import ChannelRequestError
 
 from .validation import BadRequest, parse_activity, parse_json
-from .authentication import authenticate
+from .authentication import KeysBusy, authenticate
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +131,11 @@ def make_messages_handler(
         except PermissionError as error:
             logger.info("request refused: %s", error)
             return _error(401, "a valid Bot Framework token is required")
+        except KeysBusy as error:
+            logger.warning("request refused: %s", error)
+            response = _error(503, "too many requests are waiting to be authenticated")
+            response.headers["Retry-After"] = "1"
+            return response
         except Exception as error:  # the SDK raises bare Exception, jwt and requests errors
             # Whatever went wrong, this request is not authenticated: no turn runs.
             logger.warning("token could not be validated: %s: %s", type(error).__name__, error)
