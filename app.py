@@ -121,7 +121,7 @@ def print_banner(config: DefaultConfig) -> None:
     ]
     if config.HOST == "127.0.0.1":
         lines.append("In WSL or a container, set HOST=0.0.0.0 to reach the bot from the host")
-        lines.append("  (warning: it then listens on every interface, for anyone who can reach you).")
+        lines.append("  (warning: it then listens on every interface, open to your network).")
     elif config.HOST in ("0.0.0.0", "::"):
         lines.append(f"Warning: HOST={config.HOST} listens on every interface of this machine.")
     lines.append("Press Ctrl+C to stop.")

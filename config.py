@@ -76,7 +76,8 @@ class DefaultConfig:
     )
     STATE_COMMAND_ENABLED: Optional[bool] = setting(
         "STATE_COMMAND_ENABLED", bool, None,
-        "Whether the `state` command shows what is stored; empty: on without an app id, off with one.",
+        "Whether the `state` command shows what is stored; "
+        "empty: on without an app id, off with one.",
     )
     DEV_STATE_ENDPOINT: bool = setting(
         "DEV_STATE_ENDPOINT", bool, False,
@@ -176,7 +177,9 @@ class DefaultConfig:
             # The `state` command shows stored data: on by default locally, off in
             # Azure (an app id is set) unless STATE_COMMAND_ENABLED says otherwise.
             STATE_COMMAND_ENABLED=(
-                not in_azure if config.STATE_COMMAND_ENABLED is None else config.STATE_COMMAND_ENABLED
+                not in_azure
+                if config.STATE_COMMAND_ENABLED is None
+                else config.STATE_COMMAND_ENABLED
             ),
             # The development state endpoint never exists when an app id is set.
             DEV_STATE_ENDPOINT=config.DEV_STATE_ENDPOINT and not in_azure,

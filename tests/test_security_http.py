@@ -507,8 +507,8 @@ def test_without_a_valid_token_the_answer_is_401_fast_and_no_turn_runs(
 
 def test_a_token_the_sdk_would_check_online_is_401_and_never_stalls_the_bot(secured: LiveBot):
     """A self-signed token naming the Bot Framework's issuer sends the SDK to fetch its
-    signing keys (a blocking call without a timeout). Here that fetch hangs forever;
-    the bot keeps answering others meanwhile and refuses the request when its check times out."""
+    signing keys. Here that fetch hangs forever; the bot keeps answering others
+    meanwhile and refuses the request when the fetch's time limit passes."""
     activity = secured.client.activity(text="hi", conversation_id="online-check")
     headers = {"Authorization": "Bearer " + _token("https://api.botframework.com")}
     outcome: Dict[str, Any] = {}

@@ -93,7 +93,7 @@ def test_the_banner_says_where_the_emulator_connects_and_which_store_is_used(tmp
     assert f"Bot listening on 127.0.0.1:{port}, state in STORAGE=sqlite" in logs
     assert f"Emulator: open http://localhost:{port}/api/messages (no app id)" in logs
     assert "In WSL or a container, set HOST=0.0.0.0 to reach the bot from the host" in logs
-    assert "listens on every interface" in logs
+    assert "(warning: it then listens on every interface" in logs
     assert "Running on" not in logs, "aiohttp's own line is replaced by the banner"
 
 

@@ -119,7 +119,7 @@ class SigningKeys:
             await self._wait_for_fetch()
             key = self._keys.get(key_id)
         if key is None:
-            raise PermissionError(f"the token's signing key {key_id!r} is not published at {self.url}")
+            raise PermissionError(f"signing key {key_id!r} is not published at {self.url}")
         return key
 
     def _age(self) -> float:
@@ -130,7 +130,9 @@ class SigningKeys:
         if self._failed_at is not None:
             since = time.monotonic() - self._failed_at
             if since < self._retry_after_failure:
-                raise KeysUnavailable(f"fetching {self.url} failed {since:.0f} s ago: {self._failure}")
+                raise KeysUnavailable(
+                    f"fetching {self.url} failed {since:.0f} s ago: {self._failure}"
+                )
         loop = asyncio.get_running_loop()
         if self._fetch is None or self._fetch.done() or self._fetch.get_loop() is not loop:
             self._fetch = loop.create_task(self._download())
@@ -169,8 +171,8 @@ def use_openid_metadata(channel_metadata_url: str = "") -> None:
     """Have the SDK check tokens with ``SigningKeys`` for every metadata URL it may use.
 
     ``channel_metadata_url`` replaces the Bot Framework's metadata for channel tokens,
-    as the SDK's ``BotOpenIdMetadata`` setting does (``ChannelValidation.open_id_metadata_endpoint``).
-    Calling it again changes nothing already in place."""
+    as the SDK's ``BotOpenIdMetadata`` setting does (it sets
+    ``ChannelValidation.open_id_metadata_endpoint``). Calling it again keeps what is in place."""
     if channel_metadata_url:
         ChannelValidation.open_id_metadata_endpoint = channel_metadata_url
     urls = (
