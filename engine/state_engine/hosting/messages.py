@@ -106,7 +106,7 @@ def make_messages_handler(
     max_request_bytes: int,
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
 ):
-    async def messages(request: web.Request) -> web.Response:
+    async def messages(request: web.Request) -> web.StreamResponse:
         if request.content_type != "application/json":
             return _error(415, "Content-Type must be application/json")
         if request.content_length is not None and request.content_length > max_request_bytes:
@@ -136,7 +136,7 @@ def make_messages_handler(
             response = _error(503, "too many requests are waiting to be authenticated")
             response.headers["Retry-After"] = "1"
             return response
-        except Exception as error:  # the SDK raises bare Exception, jwt and requests errors
+        except Exception as error:  # the SDK's bare Exception, jwt errors, KeysUnavailable
             # Whatever went wrong, this request is not authenticated: no turn runs.
             logger.warning("token could not be validated: %s: %s", type(error).__name__, error)
             return _error(401, "a valid Bot Framework token is required")
