@@ -111,10 +111,10 @@ class DefaultConfig:
     )
 
     # --- Storage. These move into the store modules, each declaring its own.
+    # The backend registry checks the name: the one place that knows the backends.
     STORAGE: str = setting(
         "STORAGE", str, "sqlite",
-        "Where state is stored: sqlite, memory (lost on restart), cosmos, blob or table.",
-        choices=tuple(BACKENDS),
+        f"Where state is stored: {', '.join(BACKENDS)} (memory is lost on restart).",
     )
     SQLITE_PATH: str = setting(
         "SQLITE_PATH", str, "data/bot-state.sqlite3",
@@ -183,6 +183,7 @@ class DefaultConfig:
             ),
             # The development state endpoint never exists when an app id is set.
             DEV_STATE_ENDPOINT=config.DEV_STATE_ENDPOINT and not in_azure,
+            STORAGE=config.STORAGE.lower(),
             SQLITE_PATH=str(PROJECT_ROOT / config.SQLITE_PATH),
         )
 

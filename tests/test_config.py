@@ -8,6 +8,7 @@ import pytest
 
 from config import PROJECT_ROOT, DefaultConfig
 from state_engine.settings import SettingError, declared
+from state_engine.stores import StorageConfigurationError, create_storage
 
 DECLARED = {item.name: item for _, item in declared(DefaultConfig)}
 SECRETS = ("MicrosoftAppPassword", "COSMOS_DB_PRIMARY_KEY", "BLOB_CONNECTION_STRING", "TABLE_CONNECTION_STRING")
@@ -116,7 +117,6 @@ def test_values_are_read_with_their_types_and_choices_in_any_case():
         ({"SQLITE_BUSY_TIMEOUT": "-1"}, "SQLITE_BUSY_TIMEOUT"),
         ({"COSMOS_DB_THROUGHPUT": "10"}, "COSMOS_DB_THROUGHPUT"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL"),
-        ({"STORAGE": "mongodb"}, "STORAGE"),
         ({"DEV_STATE_ENDPOINT": "maybe"}, "DEV_STATE_ENDPOINT"),
         ({"MicrosoftAppType": "AnyTenant"}, "MicrosoftAppType"),
         ({"MicrosoftAppType": "SingleTenant", "MicrosoftAppId": "app"}, "MicrosoftAppTenantId"),
@@ -128,6 +128,11 @@ def test_values_are_read_with_their_types_and_choices_in_any_case():
 def test_a_wrong_value_is_refused_naming_the_setting(env, named):
     with pytest.raises(SettingError, match=named):
         DefaultConfig.from_env(env)
+
+
+def test_an_unknown_storage_backend_is_refused_by_the_registry_naming_storage():
+    with pytest.raises(StorageConfigurationError, match="STORAGE='mongodb' is not one of"):
+        create_storage(DefaultConfig.from_env({"STORAGE": "mongodb"}))
 
 
 def test_the_openid_metadata_may_be_https_anywhere_or_http_on_this_machine():
