@@ -1,46 +1,27 @@
-"""Every setting of the bot, read once from the environment and ``.env``.
+"""Every setting of the bot, declared once and read from the environment and ``.env``.
 
-Nothing else in the project reads ``os.environ``. Secrets have no defaults:
-locally the bot runs without an app id (the Emulator needs none); in Azure the
-deployment template sets them as app settings.
+Each field says its variable, type, range, default and help (``state_engine.settings``);
+``.env.example`` is checked against these declarations. Nothing else reads ``os.environ``.
+Secrets have no defaults: locally the bot runs without an app id, in Azure the template sets them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Optional, TypeVar
+from typing import Any, Mapping, Optional
+from urllib.parse import urlparse
 
 from dotenv import load_dotenv
 
+from state_engine.settings import SettingError, field_for, read_settings, setting
+from state_engine.stores import STORAGE, read_backend_settings
+from state_engine.stores.sqlite import SqliteSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent
-T = TypeVar("T")
-
-
-def _flag(value: Optional[str], default: bool) -> bool:
-    if value is None or value.strip() == "":
-        return default
-    return value.strip().lower() in ("1", "true", "yes", "on")
-
-
-def _number(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return parse(raw)
-    except ValueError as error:
-        kind = "a whole number" if parse is int else "a number"
-        raise ValueError(f"{name} must be {kind}, got {raw!r}") from error
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    return _number(env, name, default, int)
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    return _number(env, name, default, float)
 
 
 @dataclass(frozen=True)
@@ -48,40 +29,92 @@ class DefaultConfig:
     """Bot configuration. ``APP_ID``/``APP_PASSWORD``/``APP_TYPE``/``APP_TENANTID``
     are the names ``ConfigurationBotFrameworkAuthentication`` looks for."""
 
-    HOST: str = "127.0.0.1"
-    PORT: int = 3978
-    APP_ID: str = ""
-    APP_PASSWORD: str = field(default="", repr=False)
-    APP_TYPE: str = "MultiTenant"
-    APP_TENANTID: str = ""
+    # --- Where `python app.py` listens (gunicorn on App Service binds itself)
+    HOST: str = setting(
+        "HOST", str, "127.0.0.1",
+        "Address python app.py listens on; 0.0.0.0 is every interface (WSL, containers).",
+    )
+    PORT: int = setting(
+        "PORT", int, 3978, "Port python app.py listens on.", minimum=1, maximum=65535
+    )
 
-    STORAGE: str = "sqlite"
-    SQLITE_PATH: str = str(PROJECT_ROOT / "data" / "bot-state.sqlite3")
-    # How long a write waits for another process's lock before the store counts as unavailable.
-    SQLITE_BUSY_TIMEOUT: float = 5.0
+    # --- Bot identity: the Azure Bot's app registration or managed identity
+    APP_ID: str = setting(
+        "MicrosoftAppId", str, "",
+        "The bot's app id; leave empty to talk to the bot from the Emulator or the chat page.",
+    )
+    APP_PASSWORD: str = setting(
+        "MicrosoftAppPassword", str, "", "The app registration's client secret (SingleTenant).",
+        secret=True,
+    )
+    APP_TYPE: str = setting(
+        "MicrosoftAppType", str, "MultiTenant",
+        "SingleTenant or UserAssignedMSI in Azure (new bots can no longer be MultiTenant).",
+        choices=("MultiTenant", "SingleTenant", "UserAssignedMSI"),
+    )
+    APP_TENANTID: str = setting(
+        "MicrosoftAppTenantId", str, "",
+        "The app registration's tenant id (SingleTenant, UserAssignedMSI).",
+    )
+    BOT_OPENID_METADATA: str = setting(
+        "BotOpenIdMetadata", str, "",
+        "OpenID metadata URL of channel tokens' signing keys; empty: the Bot Framework's.",
+    )
 
-    COSMOS_DB_URI: str = ""
-    COSMOS_DB_PRIMARY_KEY: str = field(default="", repr=False)
-    COSMOS_DB_DATABASE_ID: str = "bot-db"
-    COSMOS_DB_CONTAINER_ID: str = "bot-storage"
-    COSMOS_DB_THROUGHPUT: Optional[int] = None
-    COSMOS_DB_ENDPOINT_DISCOVERY: bool = True
+    # --- Bot behaviour
+    UTTERANCE_LOG_SIZE: int = setting(
+        "UTTERANCE_LOG_SIZE", int, 20,
+        "Utterances kept in each conversation's log.", minimum=0, maximum=200,
+    )
+    MAX_TEXT_LENGTH: int = setting(
+        "MAX_TEXT_LENGTH", int, 2000,
+        "Longest message text the bot stores or echoes (longer text is cut).",
+        minimum=1, maximum=100_000,
+    )
+    MAX_NAME_LENGTH: int = setting(
+        "MAX_NAME_LENGTH", int, 100,
+        "Longest name the profile dialog accepts.", minimum=1, maximum=1000,
+    )
+    STATE_COMMAND_ENABLED: Optional[bool] = setting(
+        "STATE_COMMAND_ENABLED", bool, None,
+        "Whether the `state` command shows what is stored; "
+        "empty: on without an app id, off with one.",
+    )
+    DEV_STATE_ENDPOINT: bool = setting(
+        "DEV_STATE_ENDPOINT", bool, False,
+        "The local chat page's state panel endpoint (127.0.0.1 only; never with an app id).",
+    )
 
-    BLOB_CONNECTION_STRING: str = field(default="", repr=False)
-    BLOB_CONTAINER_NAME: str = "bot-storage"
+    # --- Requests and turns
+    MAX_REQUEST_BYTES: int = setting(
+        "MAX_REQUEST_BYTES", int, 256 * 1024,
+        "Largest request body /api/messages accepts, in bytes (413 above it).",
+        minimum=1024, maximum=16 * 1024 * 1024,
+    )
+    TURN_DEADLINE_SECONDS: float = setting(
+        "TURN_DEADLINE_SECONDS", float, 10.0,
+        "Seconds a turn may take from reading state to sending replies; channels wait about 15.",
+        minimum=1, maximum=60,
+    )
+    TURN_MAX_RETRIES: int = setting(
+        "TURN_MAX_RETRIES", int, 5,
+        "Optimistic concurrency: how often a turn whose save conflicted is run again.",
+        minimum=0, maximum=100,
+    )
+    TURN_RETRY_BASE_DELAY: float = setting(
+        "TURN_RETRY_BASE_DELAY", float, 0.02,
+        "Base of the jittered exponential backoff between those retries, in seconds.",
+        minimum=0, maximum=10,
+    )
+    LOG_LEVEL: str = setting(
+        "LOG_LEVEL", str, "INFO", "Least severe log records written.",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    )
 
-    TABLE_CONNECTION_STRING: str = field(default="", repr=False)
-    TABLE_NAME: str = "botstorage"
-
-    UTTERANCE_LOG_SIZE: int = 20
-    MAX_TEXT_LENGTH: int = 2000
-    MAX_REQUEST_BYTES: int = 256 * 1024
-    TURN_MAX_RETRIES: int = 5
-    TURN_RETRY_BASE_DELAY: float = 0.02
-
-    STATE_COMMAND_ENABLED: bool = True
-    DEV_STATE_ENDPOINT: bool = False
-    LOG_LEVEL: str = "INFO"
+    # --- Storage: which backend (the registry names them); each backend declares
+    # its own settings (state_engine/stores/<backend>.py), read into STORAGE_SETTINGS.
+    STORAGE: str = field_for(STORAGE)
+    STORAGE_SETTINGS: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "DefaultConfig":
@@ -89,40 +122,61 @@ class DefaultConfig:
         if env is None:
             load_dotenv(PROJECT_ROOT / ".env", override=False)
             env = os.environ
-        app_id = env.get("MicrosoftAppId", "").strip()
-        throughput = env.get("COSMOS_DB_THROUGHPUT", "").strip()
-        return cls(
-            HOST=env.get("HOST", cls.HOST).strip() or cls.HOST,
-            PORT=_int(env, "PORT", cls.PORT),
-            APP_ID=app_id,
-            APP_PASSWORD=env.get("MicrosoftAppPassword", ""),
-            APP_TYPE=env.get("MicrosoftAppType", "").strip() or cls.APP_TYPE,
-            APP_TENANTID=env.get("MicrosoftAppTenantId", "").strip(),
-            STORAGE=(env.get("STORAGE", "").strip().lower() or cls.STORAGE),
-            SQLITE_PATH=env.get("SQLITE_PATH", "").strip() or cls.SQLITE_PATH,
-            SQLITE_BUSY_TIMEOUT=_float(env, "SQLITE_BUSY_TIMEOUT", cls.SQLITE_BUSY_TIMEOUT),
-            COSMOS_DB_URI=env.get("COSMOS_DB_URI", "").strip(),
-            COSMOS_DB_PRIMARY_KEY=env.get("COSMOS_DB_PRIMARY_KEY", "").strip(),
-            COSMOS_DB_DATABASE_ID=env.get("COSMOS_DB_DATABASE_ID", "").strip()
-            or cls.COSMOS_DB_DATABASE_ID,
-            COSMOS_DB_CONTAINER_ID=env.get("COSMOS_DB_CONTAINER_ID", "").strip()
-            or cls.COSMOS_DB_CONTAINER_ID,
-            COSMOS_DB_THROUGHPUT=_int(env, "COSMOS_DB_THROUGHPUT", 0) if throughput else None,
-            COSMOS_DB_ENDPOINT_DISCOVERY=_flag(env.get("COSMOS_DB_ENDPOINT_DISCOVERY"), True),
-            BLOB_CONNECTION_STRING=env.get("BLOB_CONNECTION_STRING", "").strip(),
-            BLOB_CONTAINER_NAME=env.get("BLOB_CONTAINER_NAME", "").strip()
-            or cls.BLOB_CONTAINER_NAME,
-            TABLE_CONNECTION_STRING=env.get("TABLE_CONNECTION_STRING", "").strip(),
-            TABLE_NAME=env.get("TABLE_NAME", "").strip() or cls.TABLE_NAME,
-            UTTERANCE_LOG_SIZE=_int(env, "UTTERANCE_LOG_SIZE", cls.UTTERANCE_LOG_SIZE),
-            MAX_TEXT_LENGTH=_int(env, "MAX_TEXT_LENGTH", cls.MAX_TEXT_LENGTH),
-            MAX_REQUEST_BYTES=_int(env, "MAX_REQUEST_BYTES", cls.MAX_REQUEST_BYTES),
-            TURN_MAX_RETRIES=_int(env, "TURN_MAX_RETRIES", cls.TURN_MAX_RETRIES),
-            TURN_RETRY_BASE_DELAY=_float(env, "TURN_RETRY_BASE_DELAY", cls.TURN_RETRY_BASE_DELAY),
+        config = read_settings(cls, env)
+        _check_identity(config)
+        _check_openid_metadata(config.BOT_OPENID_METADATA)
+        in_azure = bool(config.APP_ID)
+        return dataclasses.replace(
+            config,
             # The `state` command shows stored data: on by default locally, off in
             # Azure (an app id is set) unless STATE_COMMAND_ENABLED says otherwise.
-            STATE_COMMAND_ENABLED=_flag(env.get("STATE_COMMAND_ENABLED"), not app_id),
+            STATE_COMMAND_ENABLED=(
+                not in_azure
+                if config.STATE_COMMAND_ENABLED is None
+                else config.STATE_COMMAND_ENABLED
+            ),
             # The development state endpoint never exists when an app id is set.
-            DEV_STATE_ENDPOINT=_flag(env.get("DEV_STATE_ENDPOINT"), False) and not app_id,
-            LOG_LEVEL=env.get("LOG_LEVEL", "").strip().upper() or cls.LOG_LEVEL,
+            DEV_STATE_ENDPOINT=config.DEV_STATE_ENDPOINT and not in_azure,
+            STORAGE_SETTINGS=_storage_settings(config.STORAGE, env),
+        )
+
+
+def _storage_settings(backend: str, env: Mapping[str, str]) -> Any:
+    """The chosen backend's settings; a relative SQLite path is relative to this folder."""
+    settings = read_backend_settings(backend, env)
+    if isinstance(settings, SqliteSettings) and not Path(settings.path).is_absolute():
+        settings = dataclasses.replace(settings, path=str(PROJECT_ROOT / settings.path))
+    return settings
+
+
+def _check_identity(config: DefaultConfig) -> None:
+    """What ``ConfigurationServiceClientCredentialFactory`` needs for each app type
+    (it raises a bare ``Exception`` naming attributes instead)."""
+    values = {
+        "MicrosoftAppId": config.APP_ID,
+        "MicrosoftAppPassword": config.APP_PASSWORD,
+        "MicrosoftAppTenantId": config.APP_TENANTID,
+    }
+    needed = {
+        "SingleTenant": ("MicrosoftAppId", "MicrosoftAppPassword", "MicrosoftAppTenantId"),
+        "UserAssignedMSI": ("MicrosoftAppId", "MicrosoftAppTenantId"),
+    }.get(config.APP_TYPE, ())
+    missing = [name for name in needed if not values[name]]
+    if missing:
+        raise SettingError(f"MicrosoftAppType={config.APP_TYPE} needs {', '.join(missing)}")
+
+
+def _check_openid_metadata(url: str) -> None:
+    """Whoever serves this URL can sign tokens the bot accepts: https, or http on this machine."""
+    if not url:
+        return
+    parsed = urlparse(url)
+    try:
+        loopback = ipaddress.ip_address(parsed.hostname or "").is_loopback
+    except ValueError:
+        loopback = parsed.hostname == "localhost"
+    secure = parsed.scheme == "https" and bool(parsed.hostname)
+    if not secure and not (parsed.scheme == "http" and loopback):
+        raise SettingError(
+            f"BotOpenIdMetadata must be an https:// URL (http only on 127.0.0.1), got {url!r}"
         )

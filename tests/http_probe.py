@@ -2,16 +2,21 @@
 
 ``RawHttp`` keeps one keep-alive connection (fast enough for thousands of fuzz
 requests) and can send what ``urllib`` cannot: any Content-Type, no
-Content-Length, chunked bodies. ``sqlite_documents`` reads the store's file
-directly, read-only, so a test compares records byte for byte without going
-through the code under test.
+Content-Length, chunked bodies. ``drip`` sends bytes one at a time over a raw
+socket, as a slow or malicious client does. ``sqlite_documents`` reads the
+store's file directly, read-only, so a test compares records byte for byte
+without going through the code under test.
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import select
+import socket
 import sqlite3
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Mapping, Optional, Tuple
 
@@ -29,6 +34,8 @@ class RawHttp:
         self._port = port
         self._timeout = timeout
         self._connection: Optional[http.client.HTTPConnection] = None
+        #: The headers of the last answer.
+        self.headers: Dict[str, str] = {}
 
     def request(
         self,
@@ -49,6 +56,7 @@ class RawHttp:
                 )
                 response = self._connection.getresponse()
                 data = response.read()
+                self.headers = dict(response.getheaders())
                 if response.will_close:
                     self.close()
                 return response.status, data
@@ -73,6 +81,49 @@ class RawHttp:
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+@dataclass
+class Dripped:
+    """What came of sending bytes slowly: the server's answer (until it closed the
+    connection), how many bytes it took first, and after how many seconds it ended."""
+
+    answer: bytes
+    sent: int
+    closed: bool
+    seconds: float
+
+    @property
+    def status(self) -> Optional[int]:
+        line = self.answer.split(b"\r\n", 1)[0].split()
+        return int(line[1]) if len(line) > 1 and line[0].startswith(b"HTTP/") else None
+
+
+def drip(port: int, head: bytes, data: bytes, interval: float, wait: float = 30) -> Dripped:
+    """Send ``head`` at once, then ``data`` a byte every ``interval`` seconds, until the
+    server answers or closes the connection; then read its answer for up to ``wait`` s."""
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(head)
+        sent = 0
+        while sent < len(data) and not select.select([sock], [], [], interval)[0]:
+            try:
+                sock.sendall(data[sent : sent + 1])
+            except OSError:  # closed by the server
+                break
+            sent += 1
+        closed = False
+        while not closed:
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:  # still open after `wait` seconds
+                break
+            except ConnectionResetError:
+                chunk = b""
+            answer += chunk
+            closed = chunk == b""
+    return Dripped(answer, sent, closed, time.monotonic() - started)
 
 
 def error_reason(status: int, body: bytes) -> str:

@@ -1,6 +1,7 @@
 """The pooled connector factory (adapter/connector_factory.py) against a real local
 channel: replies arrive as the SDK would send them, over one kept-alive
-connection, with the bot's token when it has an app id.
+connection, with the bot's token when it has an app id, and a reply the channel
+never answers fails within its time budget.
 
 The token itself normally comes from login.microsoftonline.com, which tests
 cannot reach. The app-id tests therefore give ConfigurationBotFrameworkAuthentication
@@ -10,6 +11,7 @@ fixed token; everything after that (header, HTTP, channel) is real.
 
 from __future__ import annotations
 
+import time
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 import pytest
@@ -31,11 +33,14 @@ from botframework.connector.auth import (
 
 from state_engine.hosting import connectors as connector_factory
 from state_engine.hosting.connectors import (
+    SEND_BUDGET_SECONDS,
     ChannelRequestError,
     PooledBotFrameworkAuthentication,
     PooledConnectorFactory,
+    SendLimits,
 )
 from config import DefaultConfig
+from state_engine.testing.blackhole import Blackhole
 from state_engine.testing.live_bot import free_port
 
 APP_ID = "00000000-1111-2222-3333-444444444444"
@@ -49,13 +54,27 @@ class FixedTokenCredentials(MicrosoftAppCredentials):
         return TOKEN
 
 
+class SlowTokenCredentials(MicrosoftAppCredentials):
+    """Credentials whose login service takes 3 s to answer."""
+
+    def get_access_token(self, force_refresh: bool = False) -> str:
+        time.sleep(3)
+        return TOKEN
+
+
 class FixedTokenCredentialFactory(PasswordServiceClientCredentialFactory):
+    credentials = FixedTokenCredentials
+
     async def create_credentials(self, app_id, oauth_scope, login_endpoint, validate_authority):
         if await self.is_authentication_disabled():
             return MicrosoftAppCredentials.empty()
         if not await self.is_valid_app_id(app_id):
             raise PermissionError("Invalid app_id")
-        return FixedTokenCredentials(app_id, self.password, self.tenant_id, oauth_scope)
+        return self.credentials(app_id, self.password, self.tenant_id, oauth_scope)
+
+
+class SlowTokenCredentialFactory(FixedTokenCredentialFactory):
+    credentials = SlowTokenCredentials
 
 
 class RecordingChannel:
@@ -100,13 +119,17 @@ async def channel() -> AsyncIterator[RecordingChannel]:
     await runner.cleanup()
 
 
-def authentication(app_id: str = "") -> PooledBotFrameworkAuthentication:
+def authentication(
+    app_id: str = "",
+    limits: SendLimits = SendLimits(),
+    factory: type = FixedTokenCredentialFactory,
+) -> PooledBotFrameworkAuthentication:
     config = DefaultConfig(APP_ID=app_id, APP_PASSWORD="secret" if app_id else "")
     return PooledBotFrameworkAuthentication(
         ConfigurationBotFrameworkAuthentication(
-            config,
-            credentials_factory=FixedTokenCredentialFactory(config.APP_ID, config.APP_PASSWORD),
-        )
+            config, credentials_factory=factory(config.APP_ID, config.APP_PASSWORD)
+        ),
+        limits,
     )
 
 
@@ -245,3 +268,63 @@ async def test_an_unreachable_channel_raises_a_clear_error(monkeypatch):
         assert unreachable.value.status is None
     finally:
         await auth.close()
+
+
+# --- Every reply within its time budget -----------------------------------------------------
+
+
+async def _send_timed(auth: PooledBotFrameworkAuthentication, service_url: str, app_id=None):
+    """Send one reply; return the error it ended with and the seconds it took."""
+    connector = await auth.create_connector_factory(bot_claims(app_id)).create(service_url, None)
+    started = time.monotonic()
+    with pytest.raises(ChannelRequestError) as failed:
+        await connector.conversations.send_to_conversation("c1", reply("z", "c1"))
+    return failed.value, time.monotonic() - started
+
+
+async def test_a_channel_that_never_answers_fails_within_the_budget_after_retrying():
+    auth = authentication(limits=SendLimits(attempt_seconds=1, budget_seconds=2.5))
+    try:
+        with Blackhole() as blackhole:
+            error, seconds = await _send_timed(auth, blackhole.url)
+            attempts = blackhole.accepted
+    finally:
+        await auth.close()
+    assert error.status is None and "no answer within 1 s" in str(error)
+    # 1 s, an immediate retry of 1 s; the next wait (1.6 s) would overrun the budget.
+    assert attempts == 2
+    assert 1.5 < seconds < 2.5 + 2
+
+
+async def test_with_the_default_limits_a_hung_channel_fails_within_the_default_budget():
+    auth = authentication()
+    try:
+        with Blackhole() as blackhole:
+            error, seconds = await _send_timed(auth, blackhole.url)
+    finally:
+        await auth.close()
+    assert error.status is None
+    assert seconds < SEND_BUDGET_SECONDS + 3
+
+
+async def test_5xx_retries_stop_when_the_next_wait_would_pass_the_budget(channel):
+    auth = authentication(limits=SendLimits(attempt_seconds=1, budget_seconds=2.5))
+    channel.fail_next = [503] * 10
+    try:
+        error, seconds = await _send_timed(auth, channel.url)
+    finally:
+        await auth.close()
+    # At once, at once again, after 1.6 s; a wait of 3.2 s does not fit.
+    assert error.status == 503 and len(channel.requests) == 3
+    assert seconds < 2.5 + 2
+
+
+async def test_a_token_that_does_not_come_in_time_fails_the_reply_within_the_budget(channel):
+    auth = authentication(APP_ID, SendLimits(budget_seconds=1), SlowTokenCredentialFactory)
+    try:
+        error, seconds = await _send_timed(auth, channel.url, APP_ID)
+    finally:
+        await auth.close()
+    assert "no token for the bot within 1 s" in str(error)
+    assert seconds < 1 + 1.5
+    assert channel.requests == []

@@ -2,7 +2,7 @@
 
 Nothing here talks to Azure. The checks catch what a deployment would only
 reveal after minutes: an undeclared parameter, an app setting ``config.py``
-never reads (a typo), a setting it reads that Azure never gets, a secret with
+does not declare (a typo), a declared setting Azure never gets, a secret with
 a default, a startup command that names nothing.
 """
 
@@ -21,7 +21,8 @@ import pytest
 from gunicorn.workers.base import Worker
 
 from config import DefaultConfig
-from tests.settings_read import settings_read_by_config
+from state_engine.settings import declared
+from state_engine.stores.registry import BACKENDS, backend_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = ROOT / "deploymentTemplates"
@@ -36,9 +37,17 @@ STARTUP_COMMAND = (
     "gunicorn --bind 0.0.0.0 --worker-class aiohttp.worker.GunicornWebWorker --timeout 600 app:APP"
 )
 
-# Read by config.py only for `python app.py` on a developer's machine: gunicorn
-# binds the address itself, and Azure never selects the SQLite backend.
-LOCAL_ONLY_SETTINGS = frozenset({"HOST", "PORT", "SQLITE_PATH", "SQLITE_BUSY_TIMEOUT"})
+# Every setting config.py and the backend registry declare, by its environment variable.
+DECLARED_SETTINGS = frozenset(item.name for _, item in declared(DefaultConfig)) | frozenset(
+    item.name for item in backend_settings()
+)
+# Used only by `python app.py` on a developer's machine: gunicorn binds the
+# address itself, and Azure never selects the SQLite backend.
+LOCAL_ONLY_SETTINGS = frozenset({"HOST", "PORT"}) | frozenset(
+    item.name for _, item in declared(BACKENDS["sqlite"].settings_class)
+)
+# Right at their defaults in Azure, so the templates leave them unset.
+AZURE_DEFAULT_SETTINGS = frozenset({"BotOpenIdMetadata"})
 # Read by App Service itself, not by the bot.
 PLATFORM_SETTINGS = frozenset({"SCM_DO_BUILD_DURING_DEPLOYMENT"})
 SECRET_SETTING = re.compile(r"PASSWORD|KEY|CONNECTION_STRING")
@@ -196,14 +205,12 @@ def test_no_secret_parameter_has_a_default(path: Path):
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
-def test_app_settings_are_exactly_what_config_reads(path: Path):
-    reads = settings_read_by_config()
-    assert {"MicrosoftAppId", "STORAGE", "COSMOS_DB_URI"} <= reads, "the recording sees config.py's reads"
-    assert LOCAL_ONLY_SETTINGS <= reads, "a local-only setting config.py no longer reads"
-    expected = (reads - LOCAL_ONLY_SETTINGS) | PLATFORM_SETTINGS
+def test_app_settings_are_exactly_what_config_declares(path: Path):
+    assert LOCAL_ONLY_SETTINGS | AZURE_DEFAULT_SETTINGS <= DECLARED_SETTINGS, "no longer declared"
+    expected = (DECLARED_SETTINGS - LOCAL_ONLY_SETTINGS - AZURE_DEFAULT_SETTINGS) | PLATFORM_SETTINGS
     settings = set(app_settings(load(path)))
-    assert expected - settings == set(), "config.py reads these, the template never sets them"
-    assert settings - expected == set(), "the template sets these, nothing reads them"
+    assert expected - settings == set(), "config.py declares these, the template never sets them"
+    assert settings - expected == set(), "the template sets these, nothing declares them"
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)

@@ -13,12 +13,11 @@ import asyncio
 import gzip
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator
 
 import jwt
 import pytest
@@ -27,7 +26,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bots.state_bot import WELCOME
-from tests.http_probe import RawHttp, error_reason, sqlite_documents
+from tests.http_probe import RawHttp, drip, error_reason, sqlite_documents
+from state_engine.testing.blackhole import Blackhole
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
 from state_engine.hosting.errors import json_errors
 
@@ -149,6 +149,81 @@ def test_a_body_over_the_limit_is_a_413(live: LiveBot, how: str):
         status, answer = live.http.post(packed, headers={"Content-Encoding": "gzip"})
     assert "over" in assert_refused(live, status, answer, 413)
     assert live.store() == before
+
+
+# --- Bodies that cannot be decoded, and clients too slow to trust -------------------------
+
+
+def _head(live: LiveBot, length: int, **headers: str) -> bytes:
+    lines = [
+        "POST /api/messages HTTP/1.1", f"Host: 127.0.0.1:{live.bot.port}",
+        "Content-Type: application/json", f"Content-Length: {length}",
+        *(f"{name.replace('_', '-')}: {value}" for name, value in headers.items()),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+CUT_GZIP = gzip.compress(b'{"type": "message", "text": "' + b"x" * 500 + b'"}')[:20]
+
+
+@pytest.mark.parametrize(
+    "encoding, body, reason",
+    [
+        ("gzip", b"this was never gzip", "could not be decoded: Can not decode content-encoding"),
+        ("deflate", b"nor deflate", "could not be decoded: Can not decode content-encoding"),
+        # Inflates to the start of a document, then stops: what arrived is not JSON.
+        ("gzip", CUT_GZIP + b"\xff" * 40, "not valid JSON"),
+    ],
+    ids=["gzip", "deflate", "corrupt gzip"],
+)
+def test_a_body_that_cannot_be_decoded_is_a_400_with_the_reason(live: LiveBot, encoding, body, reason):
+    before = live.store()
+    status, answer = live.http.post(body, headers={"Content-Encoding": encoding})
+    refused = assert_refused(live, status, answer, 400)
+    assert reason in refused and "\n" not in refused, refused
+    assert live.store() == before
+    assert live.bot.alive and "Traceback" not in live.bot.logs()
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Encoding: br\r\nContent-Length: 2\r\n\r\n{}",  # aiohttp has no brotli here
+     b"Transfer-Encoding: chunked\r\n\r\n5\r\n{}{}{}\r\nzz\r\n"],
+    ids=["unsupported encoding", "broken chunks"],
+)
+def test_framing_aiohttp_refuses_itself_is_a_400_and_the_bot_keeps_serving(live: LiveBot, framing):
+    head = b"POST /api/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    result = drip(live.bot.port, head + framing, b"", interval=0, wait=10)
+    assert result.status == 400, result.answer
+    assert b"Traceback" not in result.answer
+    assert live.bot.alive
+    assert live.client.say("order", "known") == ["Order: olives"]
+
+
+def test_a_body_trickled_slower_than_the_time_limit_is_refused_before_it_ends(live: LiveBot):
+    """30 bytes at one every half second would take 15 s; the bot answers 408 after 10."""
+    body = json.dumps({"type": "message", "text": "slow"}).encode()[:30]
+    result = drip(live.bot.port, _head(live, len(body)), body, interval=0.5)
+    assert result.status == 408, result.answer
+    assert b"did not arrive within 10 s" in result.answer
+    assert result.sent < len(body), "refused while the client was still sending"
+    assert result.closed, "and the connection is closed, not left waiting for the rest"
+
+
+def test_request_headers_trickled_for_ever_are_cut_off(live: LiveBot):
+    """aiohttp times a new connection with the keep-alive limit (15 s) until a request
+    arrives: headers sent a byte every half second never become a request."""
+    head = _head(live, 2) * 3
+    result = drip(live.bot.port, b"", head, interval=0.5, wait=60)
+    assert result.closed and result.sent < len(head)
+    assert result.seconds < 30
+
+
+def test_an_idle_keep_alive_connection_is_closed(live: LiveBot):
+    body = json.dumps(live.client.activity(text="hi", conversation_id="idle")).encode()
+    result = drip(live.bot.port, _head(live, len(body)) + body, b"", interval=0, wait=60)
+    assert result.status == 201, result.answer
+    assert result.closed and result.seconds < 30, "aiohttp's default would keep it 75 s"
 
 
 # --- JSON objects that are not a valid activity -------------------------------------------
@@ -369,28 +444,8 @@ async def test_an_unexpected_error_is_a_json_500_without_a_trace_even_in_debug(c
 @pytest.fixture(scope="module")
 def blackhole() -> Iterator[int]:
     """A TCP port that accepts connections and never answers (a hung metadata endpoint)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    held: List[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join(2)
-    for connection in held:
-        connection.close()
-    server.close()
+    with Blackhole() as server:
+        yield server.port
 
 
 @pytest.fixture(scope="module")
@@ -452,8 +507,8 @@ def test_without_a_valid_token_the_answer_is_401_fast_and_no_turn_runs(
 
 def test_a_token_the_sdk_would_check_online_is_401_and_never_stalls_the_bot(secured: LiveBot):
     """A self-signed token naming the Bot Framework's issuer sends the SDK to fetch its
-    signing keys (a blocking call without a timeout). Here that fetch hangs forever;
-    the bot keeps answering others meanwhile and refuses the request when its check times out."""
+    signing keys. Here that fetch hangs forever; the bot keeps answering others
+    meanwhile and refuses the request when the fetch's time limit passes."""
     activity = secured.client.activity(text="hi", conversation_id="online-check")
     headers = {"Authorization": "Bearer " + _token("https://api.botframework.com")}
     outcome: Dict[str, Any] = {}

@@ -62,13 +62,15 @@ class Setting:
             if isinstance(value, float) and not math.isfinite(value):
                 raise SettingError(f"{self.name} must be a finite number, got {text!r}")
             return value
+        if self.choices:
+            # Any case is accepted; the value is the choice as declared.
+            for choice in self.choices:
+                if choice.lower() == text.lower():
+                    return choice
+            raise SettingError(f"{self.name} must be one of {', '.join(self.choices)}, got {text!r}")
         return text
 
     def _check(self, value: Any, text: str) -> None:
-        if self.choices and str(value).lower() not in self.choices:
-            raise SettingError(
-                f"{self.name} must be one of {', '.join(self.choices)}, got {text!r}"
-            )
         low, high = self.minimum, self.maximum
         if (low is not None and value < low) or (high is not None and value > high):
             raise SettingError(f"{self.name} must be {self.range_text()}, got {text!r}")
@@ -92,6 +94,10 @@ class Setting:
             return "true" if self.default else "false"
         return str(self.default)
 
+    def documented(self) -> str:
+        """The two lines ``.env.example`` holds for this setting: its help, then its example."""
+        return f"# {self.help}\n{self.name}={self.example()}"
+
 
 def setting(
     name: str,
@@ -105,8 +111,12 @@ def setting(
     secret: bool = False,
 ) -> Any:
     """A dataclass field read from the environment variable ``name``."""
-    declared = Setting(name, kind, default, help, minimum, maximum, choices, secret)
-    return dataclasses.field(default=default, repr=not secret, metadata={"setting": declared})
+    return field_for(Setting(name, kind, default, help, minimum, maximum, choices, secret))
+
+
+def field_for(declared: Setting) -> Any:
+    """A dataclass field for a setting declared elsewhere (e.g. the backend registry's STORAGE)."""
+    return dataclasses.field(default=declared.default, repr=not declared.secret, metadata={"setting": declared})
 
 
 def declared(cls: type) -> Iterator[Tuple[str, Setting]]:

@@ -15,7 +15,8 @@ thread pool. ``PooledBotFrameworkAuthentication`` wraps the docs'
   exactly the SDK's;
 * the calls CloudAdapter makes for replies (send, reply, update, delete) go over
   one shared keep-alive aiohttp session, with the bot's token when it has an
-  app id, serialized to the SDK's JSON (``activity_json.py``) and retried as msrest retries;
+  app id, serialized to the SDK's JSON (``activity_json.py``) and retried as msrest retries,
+  within a time budget per reply (msrest would wait up to 100 s per attempt);
   every other connector call (members, attachments, create conversation, any
   call with msrest options) is the SDK's ``ConnectorClient``, unchanged;
 * the user-token client (only OAuth prompts use it) is built on first use.
@@ -27,6 +28,7 @@ import asyncio
 import json
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple
 from urllib.parse import quote, urljoin
 
@@ -46,14 +48,26 @@ from botframework.connector.skills import BotFrameworkClient
 
 from .activity_json import activity_to_json
 
-# msrest's ClientRetryPolicy: 3 retries on connection errors and 5xx except 501/505,
-# waits as urllib3 computes them for backoff_factor 0.8.
-_RETRY_WAITS = (0.0, 1.6, 3.2)
-_NO_RETRY_STATUSES = (501, 505)
-# msrest's connection timeout.
-_TIMEOUT = aiohttp.ClientTimeout(total=100)
 # A token MSAL hands out is valid for at least 5 more minutes; ask again after 1.
 _TOKEN_REUSE_SECONDS = 60.0
+# msrest's ClientRetryPolicy: 3 retries on connection errors and 5xx except 501/505,
+# waits as urllib3 computes them for backoff_factor 0.8; here only those that fit the budget.
+_RETRY_WAITS = (0.0, 1.6, 3.2)
+_NO_RETRY_STATUSES = (501, 505)
+#: How long one attempt to send a reply may take (msrest's is 100 s).
+ATTEMPT_TIMEOUT_SECONDS = 5.0
+#: How long sending one reply may take, every attempt and wait included.
+SEND_BUDGET_SECONDS = 6.0
+# An attempt with less time than this left is not worth starting.
+_MIN_ATTEMPT_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """How long sending one reply may take: each attempt, and all of them with their waits."""
+
+    attempt_seconds: float = ATTEMPT_TIMEOUT_SECONDS
+    budget_seconds: float = SEND_BUDGET_SECONDS
 
 
 class ChannelRequestError(Exception):
@@ -101,12 +115,14 @@ class _PooledConversations:
         sdk_client: ConnectorClient,
         session: Callable[[], aiohttp.ClientSession],
         token: Optional[_Token],
+        limits: SendLimits,
     ) -> None:
         self._sdk = sdk_client.conversations
         self._base_url = sdk_client.config.base_url.rstrip("/") + "/"
         self._user_agent = sdk_client.config.user_agent
         self._session = session
         self._token = token
+        self._limits = limits
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sdk, name)
@@ -169,26 +185,39 @@ class _PooledConversations:
             body = json.dumps(activity_to_json(activity)).encode("utf-8")
         if extra_headers:
             headers.update(extra_headers)
+        loop = asyncio.get_running_loop()
+        budget = self._limits.budget_seconds
+        deadline = loop.time() + budget
         if self._token is not None:
-            headers["Authorization"] = await self._token.header()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    headers["Authorization"] = await self._token.header()
+            except TimeoutError:
+                detail = f"no token for the bot within {budget:g} s"
+                raise ChannelRequestError(method, url, None, detail) from None
 
-        for attempt, wait in enumerate(_RETRY_WAITS + (None,)):
+        for wait in _RETRY_WAITS + (None,):
+            remaining = max(deadline - loop.time(), _MIN_ATTEMPT_SECONDS)
+            attempt = aiohttp.ClientTimeout(total=min(self._limits.attempt_seconds, remaining))
             try:
                 async with self._session().request(
-                    method, url, data=body, headers=headers, timeout=_TIMEOUT
+                    method, url, data=body, headers=headers, timeout=attempt
                 ) as response:
                     content = await response.read()
                     status = response.status
-            except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-                if wait is None:
-                    raise ChannelRequestError(method, url, None, repr(error)) from error
+            except asyncio.TimeoutError:
+                failure: Tuple[Optional[int], str] = (None, f"no answer within {attempt.total:g} s")
+            except aiohttp.ClientError as error:
+                failure = (None, repr(error))
             else:
                 if status in (200, 201, 202):
                     return _resource_response(method, url, status, content)
-                if wait is None or status < 500 or status in _NO_RETRY_STATUSES:
-                    raise ChannelRequestError(
-                        method, url, status, content[:300].decode("utf-8", "replace") or "no body"
-                    )
+                failure = (status, content[:300].decode("utf-8", "replace") or "no body")
+                if status < 500 or status in _NO_RETRY_STATUSES:
+                    raise ChannelRequestError(method, url, *failure)
+            # Retry only when the wait leaves time for another attempt.
+            if wait is None or deadline - loop.time() - wait < _MIN_ATTEMPT_SECONDS:
+                raise ChannelRequestError(method, url, *failure)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
@@ -226,10 +255,12 @@ class PooledConnectorFactory(ConnectorFactory):
         sdk_factory: ConnectorFactory,
         session: Callable[[], aiohttp.ClientSession],
         max_connectors: int = 256,
+        limits: SendLimits = SendLimits(),
     ) -> None:
         self._sdk_factory = sdk_factory
         self._session = session
         self._max_connectors = max_connectors
+        self._limits = limits
         self._connectors: "OrderedDict[Tuple[str, Optional[str]], Any]" = OrderedDict()
 
     async def create(self, service_url: str, audience: Optional[str] = None) -> Any:
@@ -252,7 +283,7 @@ class PooledConnectorFactory(ConnectorFactory):
             return sdk_client  # credentials we cannot read a token from: the SDK sends
         token = _Token(credentials) if _Token.needed(credentials) else None
         return _PooledConnectorClient(
-            sdk_client, _PooledConversations(sdk_client, self._session, token)
+            sdk_client, _PooledConversations(sdk_client, self._session, token, self._limits)
         )
 
 
@@ -290,10 +321,14 @@ class _LazyUserTokenClient(UserTokenClient):
 class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
     """The SDK's authentication, with connectors and user-token clients kept per app id.
 
-    Use one instance per event loop, and ``await close()`` when the app stops."""
+    ``limits`` bounds each reply sent. Use one instance per event loop, and
+    ``await close()`` when the app stops."""
 
-    def __init__(self, inner: BotFrameworkAuthentication) -> None:
+    def __init__(
+        self, inner: BotFrameworkAuthentication, limits: SendLimits = SendLimits()
+    ) -> None:
         self._inner = inner
+        self._limits = limits
         self._session: Optional[aiohttp.ClientSession] = None
         self._factories: Dict[Optional[str], PooledConnectorFactory] = {}
         self._user_token_clients: Dict[Optional[str], _LazyUserTokenClient] = {}
@@ -336,7 +371,9 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
         factory = self._factories.get(app_id)
         if factory is None:
             factory = PooledConnectorFactory(
-                self._inner.create_connector_factory(claims_identity), self._shared_session
+                self._inner.create_connector_factory(claims_identity),
+                self._shared_session,
+                limits=self._limits,
             )
             self._factories[app_id] = factory
         return factory

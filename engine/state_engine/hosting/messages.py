@@ -1,16 +1,19 @@
 """POST /api/messages: check the request, authenticate it, hand the activity to the adapter.
 
 Every bad request gets a 4xx with a one-line reason before any turn runs
-(web/activity_validation.py); a request without a valid token, when the bot
-has an app id, gets a 401 (web/authentication.py).
+(validation.py): a body that is too large, undecodable or too slow to arrive is
+refused while it is read; a request without a valid token, when the bot has an
+app id, gets a 401 (authentication.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Optional
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from botbuilder.core import Bot, serializer_helper
 from botbuilder.core.cloud_adapter_base import CloudAdapterBase
 from botbuilder.schema import AdaptiveCardInvokeResponse
@@ -19,23 +22,50 @@ from msrest.exceptions import ClientRequestError, HttpOperationError
 from state_engine.hosting.connectors import ChannelRequestError
 
 from .validation import BadRequest, parse_activity, parse_json
-from .authentication import authenticate
+from .authentication import KeysBusy, authenticate
 
 logger = logging.getLogger(__name__)
+
+#: A body that has not arrived in full this long after its headers is refused (408):
+#: a client trickling it would otherwise hold a connection and a handler for good.
+BODY_TIMEOUT_SECONDS = 10.0
 
 
 def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-async def read_body(request: web.Request, limit: int) -> Optional[bytes]:
-    """The whole body, or None once it passes ``limit`` bytes (chunked or not,
-    after any Content-Encoding is undone, so a small gzip bomb is stopped too)."""
+class BodyRefused(Exception):
+    """The body cannot be read: the answer's status and one-line reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+async def read_body(
+    request: web.Request, limit: int, timeout: float = BODY_TIMEOUT_SECONDS
+) -> bytes:
+    """The whole body, refused once it passes ``limit`` bytes (chunked or not, after
+    any Content-Encoding is undone, so a small gzip bomb is stopped too), when it
+    cannot be decoded, or when it has not all arrived within ``timeout`` seconds."""
     body = bytearray()
-    while chunk := await request.content.readany():
-        body.extend(chunk)
-        if len(body) > limit:
-            return None
+    try:
+        async with asyncio.timeout(timeout):
+            while chunk := await request.content.readany():
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise BodyRefused(413, f"the body is over {limit} bytes")
+    except TimeoutError:
+        raise BodyRefused(408, f"the body did not arrive within {timeout:g} s") from None
+    except (web.RequestPayloadError, HttpProcessingError) as error:
+        # aiohttp undoes gzip/deflate and chunking while reading: a broken one ends here.
+        cause = error.__cause__ or error
+        message = getattr(cause, "message", "") or str(cause)
+        raise BodyRefused(400, f"the body could not be decoded: {message.strip()}") from None
+    except (ConnectionError, web.HTTPException):
+        raise BodyRefused(400, "the body could not be read") from None
     return bytes(body)
 
 
@@ -59,18 +89,34 @@ def invoke_body(body: Any) -> Any:
     return serializer_helper(body)
 
 
-def make_messages_handler(adapter: CloudAdapterBase, bot: Bot, max_request_bytes: int):
-    async def messages(request: web.Request) -> web.Response:
+async def _refuse_and_close(request: web.Request, refused: BodyRefused) -> web.StreamResponse:
+    """Answer, then close the connection: what is left of a body that cannot be decoded
+    or is too slow to arrive is not read (aiohttp would otherwise drain it for 10 s)."""
+    response = _error(refused.status, refused.reason)
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()
+    return response
+
+
+def make_messages_handler(
+    adapter: CloudAdapterBase,
+    bot: Bot,
+    max_request_bytes: int,
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
+):
+    async def messages(request: web.Request) -> web.StreamResponse:
         if request.content_type != "application/json":
             return _error(415, "Content-Type must be application/json")
         if request.content_length is not None and request.content_length > max_request_bytes:
             return _error(413, f"the body is over {max_request_bytes} bytes")
         try:
-            raw = await read_body(request, max_request_bytes)
-        except (ConnectionError, web.HTTPException):
-            return _error(400, "the body could not be read")
-        if raw is None:
-            return _error(413, f"the body is over {max_request_bytes} bytes")
+            raw = await read_body(request, max_request_bytes, body_timeout_seconds)
+        except BodyRefused as refused:
+            if refused.status == 413:
+                return _error(refused.status, refused.reason)
+            return await _refuse_and_close(request, refused)
         try:
             activity = parse_activity(parse_json(raw))
         except BadRequest as problem:
@@ -85,7 +131,12 @@ def make_messages_handler(adapter: CloudAdapterBase, bot: Bot, max_request_bytes
         except PermissionError as error:
             logger.info("request refused: %s", error)
             return _error(401, "a valid Bot Framework token is required")
-        except Exception as error:  # the SDK raises bare Exception, jwt and requests errors
+        except KeysBusy as error:
+            logger.warning("request refused: %s", error)
+            response = _error(503, "too many requests are waiting to be authenticated")
+            response.headers["Retry-After"] = "1"
+            return response
+        except Exception as error:  # the SDK's bare Exception, jwt errors, KeysUnavailable
             # Whatever went wrong, this request is not authenticated: no turn runs.
             logger.warning("token could not be validated: %s: %s", type(error).__name__, error)
             return _error(401, "a valid Bot Framework token is required")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Tuple
 
 from ..errors import StorageConfigurationError
-from ..settings import Setting, SettingError, declared, read_settings
+from ..settings import Setting, declared, read_settings
 from .items import ItemStore
 from .state_storage import StateStorage
 
@@ -75,12 +75,9 @@ def backend_named(name: str) -> Backend:
 
 
 def read_backend_settings(name: str, env: Mapping[str, str]) -> Any:
-    """Backend ``name``'s settings object, read from ``env`` (a wrong one names the setting)."""
-    backend = backend_named(name)
-    try:
-        settings = backend.read_settings(env)
-    except SettingError as error:
-        raise StorageConfigurationError(str(error)) from None
+    """Backend ``name``'s settings object, read from ``env``: a wrong value is a ``SettingError``,
+    settings that cannot work together a ``StorageConfigurationError``, both naming the setting."""
+    settings = backend_named(name).read_settings(env)
     check = getattr(settings, "check", None)
     if check is not None:
         check()

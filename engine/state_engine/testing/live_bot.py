@@ -191,6 +191,11 @@ class BotProcess:
         return self.start()
 
     @property
+    def pid(self) -> int:
+        assert self._process is not None, "the bot is not running"
+        return self._process.pid
+
+    @property
     def alive(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
