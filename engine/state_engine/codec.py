@@ -225,6 +225,15 @@ def _kind(data: Any) -> str:
     }.get(kind, kind.__name__)
 
 
+def _wrong_kind(expected: str, data: Any) -> NoReturn:
+    """Refuse data of another kind than declared, naming a jsonpickle tag if it carries one."""
+    if type(data) is dict:
+        for key in data:
+            if isinstance(key, str) and key.startswith("py/"):
+                _refuse_key(key, "stored JSON")
+    raise _WrongKind(f"expected {expected}, got {_kind(data)}")
+
+
 def _decode(data: Any, depth: int) -> Any:
     kind = type(data)
     if kind is dict:
@@ -244,7 +253,7 @@ def _decode_dict(data: Dict[str, Any], depth: int, decode_item: _Decoder) -> Dic
     """A plain dict: stored as itself, or wrapped when it has a ``$type`` key of its own."""
     if TYPE_TAG in data:
         if data[TYPE_TAG] != _DICT:
-            raise _WrongKind(f"expected an object, got {_kind(data)}")
+            _wrong_kind("an object", data)
         data = _wrapped(data, _DICT)
         depth += 1
         if type(data) is not dict:
@@ -348,7 +357,7 @@ def _codec_for(hint: Any) -> Tuple[_Encoder, _Decoder]:
         return _SCALAR_CODECS[hint]
     origin, arguments = get_origin(hint), get_args(hint)
     if origin is Union or origin is types.UnionType:
-        return _union_codec(hint, arguments)
+        return _union_codec(arguments)
     if hint is list or origin is list:
         return _list_codec(_codec_for(arguments[0]) if arguments else (_encode, _decode))
     if hint is dict or origin is dict:
@@ -372,7 +381,7 @@ def _scalar_codec(cls: type, described: str) -> Tuple[_Encoder, _Decoder]:
     def decode(data: Any, depth: int) -> Any:
         if type(data) is cls:
             return data
-        raise _WrongKind(f"expected {described}, got {_kind(data)}")
+        _wrong_kind(described, data)
 
     return encode, decode
 
@@ -391,7 +400,7 @@ def _decode_float(data: Any, depth: int) -> float:
             return float(data)
         except OverflowError:
             raise UnsafeDocumentError("a number too large for a float") from None
-    raise _WrongKind(f"expected a number, got {_kind(data)}")
+    _wrong_kind("a number", data)
 
 
 _SCALAR_CODECS: Dict[Any, Tuple[_Encoder, _Decoder]] = {
@@ -402,16 +411,19 @@ _SCALAR_CODECS: Dict[Any, Tuple[_Encoder, _Decoder]] = {
 }
 
 
-def _union_codec(hint: Any, arguments: Tuple[Any, ...]) -> Tuple[_Encoder, _Decoder]:
+def _union_codec(arguments: Tuple[Any, ...]) -> Tuple[_Encoder, _Decoder]:
     optional = type(None) in arguments
     codecs = [_codec_for(argument) for argument in arguments if argument is not type(None)]
     if len(codecs) == 1:  # Optional[X]
-        (encode_one, decode_one), = codecs
+        ((encode_one, decode_one),) = codecs
         return (
             lambda value, depth: None if value is None else encode_one(value, depth),
             lambda data, depth: None if data is None else decode_one(data, depth),
         )
-    described = str(hint).replace("typing.", "")
+    described = " or ".join(
+        "null" if argument is type(None) else getattr(argument, "__name__", str(argument))
+        for argument in arguments
+    )
 
     def encode(value: Any, depth: int) -> Any:
         if value is None and optional:
@@ -431,7 +443,7 @@ def _union_codec(hint: Any, arguments: Tuple[Any, ...]) -> Tuple[_Encoder, _Deco
                 return decode_one(data, depth)
             except _WrongKind:
                 continue
-        raise _WrongKind(f"expected {described}, got {_kind(data)}")
+        _wrong_kind(described, data)
 
     return encode, decode
 
@@ -448,7 +460,7 @@ def _list_codec(item: Tuple[_Encoder, _Decoder]) -> Tuple[_Encoder, _Decoder]:
 
     def decode(data: Any, depth: int) -> List[Any]:
         if type(data) is not list:
-            raise _WrongKind(f"expected an array, got {_kind(data)}")
+            _wrong_kind("an array", data)
         if depth > MAX_DEPTH:
             _too_deep()
         return [decode_item(element, depth + 1) for element in data]
@@ -466,7 +478,7 @@ def _dict_codec(item: Tuple[_Encoder, _Decoder]) -> Tuple[_Encoder, _Decoder]:
 
     def decode(data: Any, depth: int) -> Dict[str, Any]:
         if type(data) is not dict:
-            raise _WrongKind(f"expected an object, got {_kind(data)}")
+            _wrong_kind("an object", data)
         return _decode_dict(data, depth, decode_item)
 
     return encode, decode
@@ -487,7 +499,7 @@ def _registered_codec(cls: type) -> Tuple[_Encoder, _Decoder]:
                 return value
         elif issubclass(cls, enum.Enum) and type(data) in _JSON_SCALARS and data is not None:
             return entry.from_json(data)  # a bare value, as str enums were stored before
-        raise _WrongKind(f"expected a stored {cls.__name__}, got {_kind(data)}")
+        _wrong_kind(f"a stored {cls.__name__}", data)
 
     return encode, decode
 
@@ -554,7 +566,9 @@ class _FieldsEntry(_Entry):
             data = _wrapped(data, self.name)
             depth += 1
             if type(data) is not dict:
-                raise UnsafeDocumentError(f"a stored {self.name} holds {_kind(data)}, not an object")
+                raise UnsafeDocumentError(
+                    f"a stored {self.name} holds {_kind(data)}, not an object"
+                )
             if depth > MAX_DEPTH:
                 _too_deep()
         values: Dict[str, Any] = {}
@@ -584,7 +598,9 @@ class _DataclassEntry(_FieldsEntry):
             if field.name == "e_tag":
                 continue  # the store's version of the item, kept beside the document
             if not field.init:
-                raise TypeError(f"{self.name}.{field.name}: a field with init=False cannot be rebuilt")
+                raise TypeError(
+                    f"{self.name}.{field.name}: a field with init=False cannot be rebuilt"
+                )
             declared[field.name] = hints[field.name]
         return declared
 
@@ -649,7 +665,9 @@ class _ModelEntry(_Entry):
             wire = _wrapped(data, self.name)
             depth += 1
             if type(wire) is not dict:
-                raise UnsafeDocumentError(f"a stored {self.name} holds {_kind(wire)}, not an object")
+                raise UnsafeDocumentError(
+                    f"a stored {self.name} holds {_kind(wire)}, not an object"
+                )
         else:
             wire = {key: item for key, item in data.items() if key != TYPE_TAG}
         _check_json(wire, depth)
@@ -667,7 +685,9 @@ class _ModelEntry(_Entry):
 class _CompactEntry(_Entry):
     """A scalar that needs its tag (a datetime, an enum member): ``{"$type", "$value"}``."""
 
-    def __init__(self, cls: type, to_json: Callable[[Any], Any], read: Callable[[Any], Any]) -> None:
+    def __init__(
+        self, cls: type, to_json: Callable[[Any], Any], read: Callable[[Any], Any]
+    ) -> None:
         self.name, self.cls = cls.__name__, cls
         self._to_json, self._read = to_json, read
 
