@@ -125,6 +125,7 @@ def register_msrest_model(cls: Type[Model]) -> None:
 
 
 def register_enum(cls: Type[enum.Enum]) -> None:
+    """Store an enum's members as ``{"$type": name, "$value": member.value}``."""
     _register(_CompactEntry(cls, lambda member: member.value, cls))
 
 
@@ -183,15 +184,17 @@ def encode_value(value: Any) -> Any:
     return _encode(value, 1)
 
 
+_WRITER = json.JSONEncoder(
+    ensure_ascii=False,
+    separators=(",", ":"),
+    allow_nan=False,
+    check_circular=False,  # it writes trees _encode just built, bounded in depth
+)
+
+
 def dumps(value: Any) -> str:
     """Encode a whole store item (without its e_tag) to JSON text, the same for equal values."""
-    return json.dumps(
-        _encode(value, 1),
-        ensure_ascii=False,
-        separators=(",", ":"),
-        allow_nan=False,
-        check_circular=False,  # the tree was just built, bounded in depth
-    )
+    return _WRITER.encode(_encode(value, 1))
 
 
 # --- Decoding --------------------------------------------------------------------------------
@@ -317,14 +320,14 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-_PARSER = json.JSONDecoder(parse_constant=_refuse_constant)
+_READER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 def _parse(text: str | bytes) -> Any:
     try:
         if isinstance(text, (bytes, bytearray)):
             text = text.decode(json.detect_encoding(text), "surrogatepass")
-        return _PARSER.decode(text)
+        return _READER.decode(text)
     except RecursionError:
         raise UnsafeDocumentError(_TOO_DEEP) from None
     except ValueError as error:  # not JSON, not UTF-8, or a number of thousands of digits
@@ -486,6 +489,10 @@ def _dict_codec(item: Tuple[_Encoder, _Decoder]) -> Tuple[_Encoder, _Decoder]:
 
 def _registered_codec(cls: type) -> Tuple[_Encoder, _Decoder]:
     entry = _BY_CLASS[cls]
+    # An enum also reads from its bare value, as str enums were stored before.
+    read_bare = (
+        entry.from_json if isinstance(entry, _CompactEntry) and issubclass(cls, enum.Enum) else None
+    )
 
     def encode(value: Any, depth: int) -> Any:
         if not isinstance(value, cls):
@@ -497,8 +504,8 @@ def _registered_codec(cls: type) -> Tuple[_Encoder, _Decoder]:
             value = _decode_tagged(data, depth)
             if isinstance(value, cls):
                 return value
-        elif issubclass(cls, enum.Enum) and type(data) in _JSON_SCALARS and data is not None:
-            return entry.from_json(data)  # a bare value, as str enums were stored before
+        elif read_bare is not None and type(data) in _JSON_SCALARS and data is not None:
+            return read_bare(data)
         _wrong_kind(f"a stored {cls.__name__}", data)
 
     return encode, decode
