@@ -1,5 +1,6 @@
 """What the bot stores is data: odd input round-trips exactly, oversized records are
-refused before they are written, and planted documents are refused without running.
+refused before they are written, planted or malformed documents are refused without
+running, and records in the codec's shape before are still read.
 
 The per-backend contract (every store refuses ``py/reduce`` documents and
 oversized items) is tests/test_storage_contract.py; these tests check what the
@@ -71,10 +72,14 @@ def test_user_input_is_stored_and_echoed_as_data(live, case: str):
     replies = client.say(text, conversation, user)
     assert replies[0] == f"{name} sent: {bounded}"
 
-    profile = _stored(sqlite_path, f"emulator/users/{user}")["UserProfile"]["$value"]
-    assert profile["name"] == name
-    log = _stored(sqlite_path, f"emulator/conversations/{conversation}/log")["$value"]
-    assert log["utterances"] == ["hi", bounded, bounded]
+    profile = _stored(sqlite_path, f"emulator/users/{user}")["UserProfile"]
+    assert profile == {"$type": "UserProfile", "name": name, "age": None}
+    log = _stored(sqlite_path, f"emulator/conversations/{conversation}/log")
+    assert log == {
+        "$type": "UtteranceLog",
+        "utterances": ["hi", bounded, bounded],
+        "turn_number": 3,
+    }
     assert "[on_turn_error]" not in bot.logs()
     assert "forged log line" not in bot.logs()  # user text is not logged at all
 
@@ -143,6 +148,26 @@ PAYLOADS = {
         "py/newargs": {"py/tuple": [["touch", "{marker}"]]},
     },
     "unknown $type": {"$type": "os.system", "$value": "touch {marker}"},
+    "py/reduce beside the tag": {
+        "$type": "ConversationData",
+        "welcomed": True,
+        "py/reduce": [{"py/function": "os.system"}, {"py/tuple": ["touch {marker}"]}],
+    },
+    "py/reduce in the shape before": {
+        "$type": "ConversationData",
+        "$value": {
+            "welcomed": {
+                "py/reduce": [{"py/function": "os.system"}, {"py/tuple": ["touch {marker}"]}]
+            }
+        },
+    },
+    "a field of the wrong type": {"$type": "ConversationData", "welcomed": 1},
+    "a dunder attribute": {
+        "$type": "DialogInstance",
+        "id": "x",
+        "state": {},
+        "__class__": "touch {marker}",
+    },
 }
 
 
@@ -195,3 +220,88 @@ def test_forget_me_is_the_way_out_of_a_planted_record(live, tmp_path: Path):
     assert reply.startswith("I have deleted everything I stored about you")
     assert key not in sqlite_documents(sqlite_path)
     assert not marker.exists()
+
+
+# --- A record in the codec's shape before ---------------------------------------------------
+
+
+def _old_shape_mid_prompt(conversation: str) -> Dict[str, Any]:
+    """A conversation record as the codec stored it before objects were flattened
+    (``{"$type": X, "$value": {...}}`` at every level): the profile dialog waiting on
+    its age prompt, and an order."""
+
+    def wrapped(name: str, value: Dict[str, Any]) -> Dict[str, Any]:
+        return {"$type": name, "$value": value}
+
+    def activity(text: str) -> Dict[str, Any]:
+        return wrapped("Activity", {"type": "message", "text": text, "inputHint": "acceptingInput"})
+
+    number_prompt = wrapped(
+        "DialogInstance",
+        {
+            "id": "NumberPrompt",
+            "state": {
+                "options": wrapped(
+                    "PromptOptions",
+                    {
+                        "prompt": activity("How old are you? (type 'skip' to leave it out)"),
+                        "retry_prompt": activity("Please enter your age as a whole number."),
+                        "choices": None,
+                        "style": None,
+                        "validations": None,
+                        "number_of_attempts": 0,
+                    },
+                ),
+                "state": {},
+            },
+        },
+    )
+    waterfall = wrapped(
+        "DialogInstance",
+        {
+            "id": "WaterfallDialog",
+            "state": {
+                "options": None,
+                "values": {"name": "Ada"},
+                "instanceId": conversation,
+                "stepIndex": 1,
+            },
+        },
+    )
+    inner = wrapped("DialogState", {"_dialog_stack": [number_prompt, waterfall]})
+    return {
+        "ConversationData": wrapped(
+            "ConversationData",
+            {
+                "timestamp": None,
+                "channel_id": "emulator",
+                "prompted_for_user_name": False,
+                "welcomed": True,
+            },
+        ),
+        "DialogState": wrapped(
+            "DialogState",
+            {
+                "_dialog_stack": [
+                    wrapped("DialogInstance", {"id": "ProfileDialog", "state": {"dialogs": inner}})
+                ]
+            },
+        ),
+        "PizzaOrder": wrapped("PizzaOrder", {"toppings": ["cheese"]}),
+    }
+
+
+def test_a_record_in_the_shape_before_is_read_mid_prompt_and_rewritten_in_the_new_shape(live):
+    client, bot, sqlite_path = live
+    conversation, user = f"old-shape-{uuid.uuid4().hex[:6]}", "old-shape-user"
+    client.say("hi", conversation, user)
+    key = f"emulator/conversations/{conversation}"
+    _plant(sqlite_path, key, _old_shape_mid_prompt(conversation))
+
+    assert client.say("36", conversation, user)[-1].startswith("Save this profile? Ada, age 36")
+    assert client.say("yes", conversation, user)[-1] == "Profile saved: Ada, age 36."
+    assert client.say("order", conversation, user) == ["Order: cheese"]
+    stored = _stored(sqlite_path, key)
+    assert stored["PizzaOrder"] == {"$type": "PizzaOrder", "toppings": ["cheese"]}
+    assert "$value" not in json.dumps(stored)
+    assert "[on_turn_error]" not in bot.logs()

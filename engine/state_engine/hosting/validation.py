@@ -15,13 +15,12 @@ import re
 from typing import Any, Dict, List, Tuple
 from urllib.parse import urlparse
 
-import botbuilder.schema as schema
 from botbuilder.schema import Activity
 from msrest.exceptions import DeserializationError
-from msrest.serialization import Deserializer, Model
 
 from state_engine import keys
 from state_engine.hosting.activity_json import activity_from_json
+from state_engine.wire_types import WireTypeError, check_wire_json
 
 #: Deeper JSON than any channel sends; recursive code after us (msrest, the codec) stays safe.
 MAX_NESTING = 64
@@ -38,17 +37,6 @@ _ID_FIELDS = (
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 # "\ud800" is valid JSON but not Unicode text: it could be neither stored nor logged as UTF-8.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_MODELS: Dict[str, type] = {
-    name: cls
-    for name, cls in vars(schema).items()
-    if isinstance(cls, type) and issubclass(cls, Model)
-}
-_JSON_TYPES: Dict[str, Tuple[type, ...]] = {
-    "str": (str,),
-    "bool": (bool,),
-    "int": (int,),
-    "iso-8601": (str,),
-}
 
 
 class BadRequest(Exception):
@@ -89,37 +77,6 @@ def parse_json(raw: bytes) -> Any:
     return body
 
 
-def _check_wire_type(value: Any, type_name: str, path: str) -> None:
-    """Check JSON against the schema's msrest type, which msrest itself would coerce."""
-    if type_name.startswith("[") or type_name.startswith("{"):
-        container = list if type_name.startswith("[") else dict
-        if not isinstance(value, container):
-            kind = "array" if container is list else "object"
-            raise BadRequest(f"'{path}' must be a JSON {kind}")
-        items = enumerate(value) if container is list else value.items()
-        for index, item in items:
-            if item is None:
-                raise BadRequest(f"'{path}[{index}]' must not be null")
-            _check_wire_type(item, type_name[1:-1], f"{path}[{index}]")
-    elif type_name in _MODELS:
-        if not isinstance(value, dict):
-            raise BadRequest(f"'{path}' must be a JSON object")
-        for attribute in _MODELS[type_name]._attribute_map.values():
-            field = value.get(attribute["key"])
-            if field is not None:
-                _check_wire_type(field, attribute["type"], f"{path}.{attribute['key']}")
-    elif type_name in _JSON_TYPES:
-        expected = _JSON_TYPES[type_name]
-        if not isinstance(value, expected) or (type_name == "int" and isinstance(value, bool)):
-            kind = "string" if expected == (str,) else type_name
-            raise BadRequest(f"'{path}' must be a JSON {kind}")
-        if type_name == "iso-8601":
-            try:
-                Deserializer.deserialize_iso(value)
-            except DeserializationError:
-                raise BadRequest(f"'{path}' is not an ISO 8601 date and time") from None
-
-
 def _check_ids(body: Dict[str, Any]) -> None:
     """No channel issues ids with control characters or of kilobytes; a bot that took
     them would put CR/LF into a request header and bloat every record keyed by them."""
@@ -155,7 +112,10 @@ def parse_activity(body: Any) -> Activity:
     parsed = urlparse(service_url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise BadRequest("the activity's 'serviceUrl' is not an http(s) URL")
-    _check_wire_type(body, "Activity", "activity")
+    try:
+        check_wire_json(body, Activity, "activity")
+    except WireTypeError as error:
+        raise BadRequest(str(error)) from None
     _check_ids(body)
     try:
         return activity_from_json(body)
