@@ -174,7 +174,9 @@ def _settings(backend_env: EnvFor, **overrides: str) -> CosmosSettings:
     return read_backend_settings("cosmos", env)
 
 
-def _store(backend_env: EnvFor, proxy: CosmosProxy, **overrides: str) -> Tuple[StateStorage, CosmosSettings]:
+def _store(
+    backend_env: EnvFor, proxy: CosmosProxy, **overrides: str
+) -> Tuple[StateStorage, CosmosSettings]:
     """Our store, configured as the app configures it, talking through the proxy to a
     database of its own."""
     settings = _settings(
@@ -244,7 +246,8 @@ async def test_existing_database_and_container_work_without_create_permission(
     store tries to create the container anyway and fails."""
     proxy.forbid_creates = True
     store, settings = _store(backend_env, proxy)
-    admin.create_database(settings.database).create_container(settings.container, PartitionKey(path="/id"))
+    database = admin.create_database(settings.database)
+    database.create_container(settings.container, PartitionKey(path="/id"))
     try:
         await store.write({"user/1": {"name": "Ada"}})
         first = (await store.read(["user/1"]))["user/1"]
