@@ -58,7 +58,10 @@ def test_wrong_settings_fail_at_start_naming_the_setting(
 
 @pytest.mark.parametrize(
     "name, settings_class, setting",
-    [("blob", BlobSettings, "BLOB_CONNECTION_STRING"), ("table", TableSettings, "TABLE_CONNECTION_STRING")],
+    [
+        ("blob", BlobSettings, "BLOB_CONNECTION_STRING"),
+        ("table", TableSettings, "TABLE_CONNECTION_STRING"),
+    ],
 )
 def test_a_malformed_account_key_is_refused_at_construction(
     name: str, settings_class: type, setting: str
