@@ -1,13 +1,7 @@
-"""What only the Cosmos DB backend must show, on the real emulator: provisioning on the
-accounts the app meets, a bounded wait for an endpoint that never answers, a container
-it can use, and an event loop that never waits on Cosmos DB.
-
-A small HTTP proxy sits between the client and the emulator. It records every request
-(to see which throughput headers were sent) and can play two kinds of account: a
-serverless one, which refuses any create asking for throughput, and one whose key may
-not create databases or containers (Azure answers 403 when key-based metadata writes
-are disabled, or with data-plane RBAC).
-"""
+"""What only the Cosmos DB backend must show, on the emulator: provisioning on the accounts
+the app meets, a bounded wait, a usable container, an event loop that never waits on it.
+A recording proxy in front of the emulator plays a serverless account and one whose key
+may not create databases or containers (Azure's 403 with metadata writes disabled)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """What only the SQLite backend must show: several processes on one file, transactions
 that roll back whole, an event loop that never waits for the file (locks are waited for
-on its thread), a WAL kept short, and a full disk reported before a turn fails on it.
-"""
+on its thread), a WAL kept short, and a full disk reported before a turn fails on it."""
 
 from __future__ import annotations
 

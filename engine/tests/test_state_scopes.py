@@ -1,9 +1,6 @@
 """state.py: the SDK's scopes, read once per turn and deciding "changed?" on the stored JSON.
-
-Each test loads a scope in one turn context and saves it with the SDK's own
-``save_changes``, on a real SQLite file, then looks at the stored e_tag: it moves
-only when something was written.
-"""
+Each test loads a scope in a turn context and saves it with the SDK's own ``save_changes``
+on a real SQLite file; the stored e_tag moves only when something was written."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Storage settings fail clearly: a wrong one names the variable to fix, before any
 request is made, and a store that cannot be reached or refuses the key says so quickly,
-naming the setting to check (what /healthz reports), never echoing the secret.
-"""
+naming the setting to check (what /healthz reports), never echoing the secret."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """What a store holds is data, never code: a payload planted with the service's own SDK
 (a jsonpickle ``py/reduce``, a type nobody registered) is refused on reading, on every
-persistent backend, whether it sits in a partition's record or in an item of the
-earlier one-record-per-item layout, and nothing it names is run.
-"""
+persistent backend, in a partition's record or in an item of the earlier one-record
+layout, and nothing it names is run."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
-"""The turn runner through the SDK's TestAdapter, on the memory and SQLite backends.
-
-Each bot instance has its own ``StateStorage`` over the same real items; a rival instance
-or a fault is injected by ``Tapped``, a wrapper that runs a hook at a precise point of a
-read or a write, so every interleaving here is deterministic.
-"""
+"""The turn runner through the SDK's TestAdapter, on memory, SQLite and Table storage (no
+atomic batch there: the commit protocol). Each bot instance has its own StateStorage over the
+same real items; ``Tapped`` runs a rival's write or a fault at a precise point of a read or a
+write, so every interleaving is deterministic."""
 
 from __future__ import annotations
 
@@ -12,8 +10,7 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence
+from typing import AsyncIterator, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 import pytest
 from botbuilder.core import ActivityHandler, TurnContext
@@ -25,11 +22,10 @@ from state_engine.codec import register_dataclass
 from state_engine.conditions import ABSENT, Expect
 from state_engine.errors import StorageUnavailableError
 from state_engine.state import ConversationState, PrivateConversationState, UserState
-from state_engine.stores import StateStorage
+from state_engine.stores import StateStorage, open_items, read_backend_settings
 from state_engine.stores.items import Item, ItemStore, Put
 from state_engine.stores.memory import MemoryItems
 from state_engine.stores.partition import Record, parse
-from state_engine.stores.sqlite import SqliteItems, SqliteSettings
 from state_engine.turns import RetryPolicy, TurnMessages, TurnRunner, TurnScopedStorage
 
 MESSAGES = TurnMessages()
@@ -137,18 +133,21 @@ class Tapped(ItemStore):
 
 
 class Shared:
-    """One store's data, opened by several bot instances (memory: one object; SQLite:
-    one connection pair per instance on the same file)."""
+    """One store's data, opened by several bot instances: the memory backend is one object,
+    every other backend gets a client of its own per instance on the same file or container."""
 
-    def __init__(self, backend: str, folder: Path) -> None:
+    def __init__(self, backend: str, env: Dict[str, str]) -> None:
+        self.backend = backend
+        self._settings = read_backend_settings(backend, env)
         self._memory = MemoryItems() if backend == "memory" else None
-        self._path = folder / "state.sqlite3"
         self._opened: List[ItemStore] = []
+        #: The test's own view of the data, as any other process would see it.
+        self.outside = self.handle()
 
     def handle(self) -> ItemStore:
         if self._memory is not None:
             return self._memory
-        items = SqliteItems(SqliteSettings(str(self._path)))
+        items = open_items(self.backend, self._settings)
         self._opened.append(items)
         return items
 
@@ -157,9 +156,12 @@ class Shared:
             await items.close()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-async def shared(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Shared]:
-    store = Shared(request.param, tmp_path)
+@pytest.fixture(params=["memory", "sqlite", "table"])
+async def shared(
+    request: pytest.FixtureRequest, backend_env: Callable[[str], Dict[str, str]]
+) -> AsyncIterator[Shared]:
+    store = Shared(request.param, backend_env(request.param))
+    await store.outside.ping()  # creates the file, container or table
     yield store
     await store.close()
 
@@ -216,12 +218,20 @@ async def stored(items: ItemStore) -> Dict[str, Record]:
     return records
 
 
+async def after_one_turn(ours: Instance) -> Tuple[TestAdapter, Dict[str, Record]]:
+    """An adapter whose conversation has had one turn ("cheese"), and what was stored by then."""
+    adapter = ours.adapter()
+    await adapter.send("cheese")
+    texts(adapter)
+    return adapter, await stored(ours.items.inner)
+
+
 def without(records: Dict[str, Record], *left_out: str) -> Dict[str, Record]:
     return {key: record for key, record in records.items() if key not in left_out}
 
 
 async def toppings(shared: Shared) -> List[str]:
-    found = await StateStorage(shared.handle()).read([CONVERSATION])
+    found = await StateStorage(shared.outside).read([CONVERSATION])
     return found[CONVERSATION]["RunnerOrder"].toppings
 
 
@@ -251,9 +261,7 @@ async def down(_: Sequence[object]) -> None:
 
 async def test_a_conflict_is_retried_and_only_the_saved_attempt_replies(shared: Shared) -> None:
     ours = instance(shared)
-    adapter = ours.adapter()
-    await adapter.send("cheese")
-    texts(adapter)
+    adapter, _ = await after_one_turn(ours)
 
     ours.items.before_put = rival_adds(shared, budget=1)
     await adapter.send("ham")
@@ -265,10 +273,7 @@ async def test_a_conflict_is_retried_and_only_the_saved_attempt_replies(shared: 
 
 async def test_exhausted_retries_send_only_the_busy_message_and_change_no_state(shared: Shared) -> None:
     ours = instance(shared, RetryPolicy(max_retries=2, base_delay_seconds=0))
-    adapter = ours.adapter()
-    await adapter.send("cheese")
-    texts(adapter)
-    before = await stored(shared.handle())
+    adapter, before = await after_one_turn(ours)
 
     ours.items.before_put = rival_adds(shared, budget=100)
     await adapter.send("ham")
@@ -276,7 +281,7 @@ async def test_exhausted_retries_send_only_the_busy_message_and_change_no_state(
     assert texts(adapter) == [MESSAGES.busy]
     assert await toppings(shared) == ["cheese", "rival-1", "rival-2", "rival-3"]  # 3 attempts, no ham
     # User state, private state and the rest are exactly as they were.
-    after = await stored(shared.handle())
+    after = await stored(shared.outside)
     assert len(before) > 1 and without(after, CONVERSATION) == without(before, CONVERSATION)
 
 
@@ -341,7 +346,7 @@ async def test_a_new_users_two_interleaved_turns_both_land(
 
     assert (texts(turn_a), texts(turn_b)) == (["Order: coffee"], ["Order: tea"])
     user_key = keys.user_state(CHANNEL, "user-1")
-    visits = (await StateStorage(shared.handle()).read([user_key]))[user_key]["RunnerVisits"]
+    visits = (await StateStorage(shared.outside).read([user_key]))[user_key]["RunnerVisits"]
     assert (visits.conversations, visits.messages) == (["conversation-b", "conversation-a"], 2)
     conflicts = [r.getMessage() for r in caplog.records if "turn conflict" in r.getMessage()]
     assert len(conflicts) == 1 and repr(user_key) in conflicts[0] and ABSENT.failure() in conflicts[0]
@@ -351,6 +356,8 @@ async def test_a_new_users_two_interleaved_turns_both_land(
 
 
 async def test_a_turn_reads_once_before_the_bot_runs_and_writes_once(shared: Shared) -> None:
+    """One write where the backend has atomic batches; elsewhere the commit protocol's:
+    a marker on each other partition, the home partition's swap, each marker rolled forward."""
     ours = instance(shared)
     calls_during_the_bot: List[tuple[int, int]] = []
 
@@ -365,7 +372,9 @@ async def test_a_turn_reads_once_before_the_bot_runs_and_writes_once(shared: Sha
         await adapter.send(text)
         # Every scope was loaded and changed by then, from the one read round.
         assert calls_during_the_bot.pop() == (1, 0)
-        assert (len(ours.items.gets), len(ours.items.writes)) == (1, 1)
+        partitions = {put.item_id for batch in ours.items.writes for put in batch}
+        writes = 1 if ours.items.atomic_batch else 2 * len(partitions) - 1
+        assert (len(ours.items.gets), len(ours.items.writes)) == (1, writes)
     assert texts(adapter) == ["Order: cheese", "Order: cheese, ham"]
 
 
@@ -378,20 +387,17 @@ async def test_store_down_while_loading_says_so_and_sends_nothing_else(shared: S
     adapter = ours.adapter()
     await adapter.send("ham")
     assert texts(adapter) == [MESSAGES.unavailable]
-    assert await stored(shared.handle()) == {}
+    assert await stored(shared.outside) == {}
 
 
 async def test_store_down_while_saving_withholds_the_reply_and_saves_nothing(shared: Shared) -> None:
     ours = instance(shared)
-    adapter = ours.adapter()
-    await adapter.send("cheese")
-    texts(adapter)
-    before = await stored(shared.handle())
+    adapter, before = await after_one_turn(ours)
 
     ours.items.before_put = down
     await adapter.send("ham")
     assert texts(adapter) == [MESSAGES.unavailable]  # never "Order: cheese, ham"
-    assert await stored(shared.handle()) == before
+    assert await stored(shared.outside) == before
 
     ours.items.before_put = None
     await adapter.send("ham")
@@ -400,10 +406,7 @@ async def test_store_down_while_saving_withholds_the_reply_and_saves_nothing(sha
 
 async def test_a_write_that_hangs_is_unsure_within_the_deadline(shared: Shared) -> None:
     ours = instance(shared, deadline_seconds=1.0)
-    adapter = ours.adapter()
-    await adapter.send("cheese")
-    texts(adapter)
-    before = await stored(shared.handle())
+    adapter, before = await after_one_turn(ours)
     never = asyncio.Event()
 
     async def hang(_: Sequence[Put]) -> None:
@@ -414,7 +417,7 @@ async def test_a_write_that_hangs_is_unsure_within_the_deadline(shared: Shared) 
     await adapter.send("ham")
     assert time.perf_counter() - started < 1.5
     assert texts(adapter) == [MESSAGES.unsure]
-    assert await stored(shared.handle()) == before
+    assert await stored(shared.outside) == before
 
     ours.items.before_put = None
     await asyncio.wait_for(adapter.send("ham"), 1)
@@ -431,10 +434,7 @@ async def test_a_bot_too_slow_for_the_deadline_saves_nothing_and_frees_the_conve
     shared: Shared, seconds: float
 ) -> None:
     ours = instance(shared, deadline_seconds=1.0)
-    adapter = ours.adapter()
-    await adapter.send("cheese")
-    texts(adapter)
-    before = await stored(shared.handle())
+    adapter, before = await after_one_turn(ours)
 
     async def dawdle(_: TurnContext) -> None:
         await asyncio.sleep(seconds)
@@ -444,7 +444,7 @@ async def test_a_bot_too_slow_for_the_deadline_saves_nothing_and_frees_the_conve
     await adapter.send("ham")
     assert time.perf_counter() - started < 1.2
     assert texts(adapter) == [MESSAGES.too_slow]
-    assert await stored(shared.handle()) == before
+    assert await stored(shared.outside) == before
 
     ours.bot.after_reply = None
     started = time.perf_counter()
@@ -464,10 +464,7 @@ async def test_clear_state_saves_over_the_record_it_read(shared: Shared) -> None
 
 async def test_a_bot_exception_sends_nothing_saves_nothing_and_frees_the_lock(shared: Shared) -> None:
     ours = instance(shared)
-    adapter = ours.adapter()
-    await adapter.send("cheese")
-    texts(adapter)
-    before = await stored(shared.handle())
+    adapter, before = await after_one_turn(ours)
 
     async def bug(_: TurnContext) -> None:
         raise RuntimeError("a bug in the bot")
@@ -476,7 +473,7 @@ async def test_a_bot_exception_sends_nothing_saves_nothing_and_frees_the_lock(sh
     with pytest.raises(RuntimeError, match="a bug in the bot"):
         await adapter.send("half-done")
     assert texts(adapter) == []
-    assert await stored(shared.handle()) == before
+    assert await stored(shared.outside) == before
 
     ours.bot.after_reply = None
     # The conversation's lock was released: the next turn runs at once.
@@ -491,36 +488,40 @@ async def test_a_staged_delete_and_write_are_saved_together(shared: Shared) -> N
     """The bot moves a draft to its notes (a direct write and a direct delete, in two
     other partitions): both land with the turn's state, or neither does."""
     draft_key, notes_key = f"{CHANNEL}/drafts/user-1", f"{CHANNEL}/notes/user-1"
-    admin = StateStorage(shared.handle())
+    admin = StateStorage(shared.outside)
     await admin.write({draft_key: {"text": "first draft"}})
-    ours = instance(shared)
+    ours = instance(shared, RetryPolicy(max_retries=0))
+    edit_meanwhile: List[str] = []
 
     async def archive(_: TurnContext) -> None:
         draft = (await ours.turn_storage.read([draft_key]))[draft_key]
         await ours.turn_storage.write({notes_key: {"text": draft["text"]}})
         await ours.turn_storage.delete([draft_key])
+        for text in edit_meanwhile:  # another instance edits the draft before we save
+            await admin.write({draft_key: {**(await admin.read([draft_key]))[draft_key], "text": text}})
+        edit_meanwhile.clear()
 
     ours.bot.after_reply = archive
     adapter = ours.adapter()
     ours.items.before_put = down
     await adapter.send("cheese")
+    ours.items.before_put = None
     assert texts(adapter) == [MESSAGES.unavailable]
-    assert set(await stored(shared.handle())) == {draft_key}
+    assert set(await stored(shared.outside)) == {draft_key}
 
-    async def draft_edited_first(puts: Sequence[Put]) -> None:
-        ours.items.before_put = None
-        draft = (await admin.read([draft_key]))[draft_key]
-        await admin.write({draft_key: {**draft, "text": "second draft"}})
+    # The delete is conditional on the draft the turn read: it fails, so the notes
+    # (written unconditionally) are not saved either.
+    edit_meanwhile.append("second draft")
+    await adapter.send("cheese")
+    assert texts(adapter) == [MESSAGES.busy]
+    found = await admin.read([draft_key, notes_key])
+    assert (found[draft_key]["text"], notes_key in found) == ("second draft", False)
 
-    ours.items.before_put = draft_edited_first
     await adapter.send("cheese")
     assert texts(adapter) == ["Order: cheese"]
-    # The delete was conditional on the draft it read: the turn ran again and archived
-    # the edited draft, in one write with everything else.
-    found = await admin.read([draft_key, notes_key])
+    found = await admin.read([draft_key, notes_key, CONVERSATION])
     assert (draft_key in found, found[notes_key]["text"]) == (False, "second draft")
-    last = {put.item_id: put.text for put in ours.items.writes[-1]}
-    assert CONVERSATION in last and last[draft_key] is None and last[notes_key] is not None
+    assert found[CONVERSATION]["RunnerOrder"].toppings == ["cheese"]
 
 
 # --- one process --------------------------------------------------------------------------------
