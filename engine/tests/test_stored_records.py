@@ -1,7 +1,7 @@
-"""What a store holds is data, never code: a payload planted with the service's own SDK
-(a jsonpickle ``py/reduce``, a type nobody registered) is refused on reading, on every
-persistent backend, in a partition's record or in an item of the earlier one-record
-layout, and nothing it names is run."""
+"""What a store holds is data, never code: a payload planted with the service's own SDK (a
+jsonpickle ``py/reduce``, an unregistered type) is refused on reading on every persistent
+backend, in a partition or in an item of the earlier one-record layout, and nothing runs;
+records of that earlier layout are still found, to read and to forget."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typing import Any, AsyncIterator, Callable, Dict, Tuple
 
 import pytest
 
-from state_engine import keys
+from state_engine import codec, keys
 from state_engine.errors import UnsafeDocumentError
+from state_engine.forget import forget_user
 from state_engine.stores import StateStorage, create_storage, read_backend_settings
 from state_engine.stores.partition import FORMAT_TAG, FORMAT_VERSION
 from state_engine.testing.backends import HOOKS, PERSISTENT
@@ -75,3 +76,33 @@ async def test_a_planted_payload_is_refused_and_runs_nothing(
     with pytest.raises(UnsafeDocumentError):
         await storage.read([key])
     assert not marker.exists()
+
+
+# Where the earlier layout's items are looked for is the engine's logic, the same on
+# every backend: shown on SQLite.
+EARLIER_KEYS = {
+    "user state": keys.user_state("test", "user-1"),
+    "conversation state": keys.conversation_state("test", "conversation-1"),
+    "private conversation state": keys.private_state("test", "conversation-1", "user-1"),
+    "a conversation record": keys.PARTICIPANTS.key("test", "conversation-1"),
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kind", EARLIER_KEYS)
+async def test_a_record_of_the_earlier_layout_is_still_read(backend: Planted, kind: str) -> None:
+    """The earlier version kept each record in an item of its own, under its key."""
+    name, env, storage = backend
+    key = EARLIER_KEYS[kind]
+    await HOOKS[name].plant(env, key, codec.dumps({"count": 3}))
+    assert (await storage.read([key])).get(key, {}).get("count") == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_forget_me_deletes_the_earlier_layouts_records_of_the_user(backend: Planted) -> None:
+    """A user alone in a conversation, stored by the earlier version: nothing of theirs stays."""
+    name, env, storage = backend
+    for kind in ("user state", "conversation state", "private conversation state"):
+        await HOOKS[name].plant(env, EARLIER_KEYS[kind], codec.dumps({"count": 3}))
+    await forget_user(storage, "test", "user-1", also_in=["conversation-1"])
+    assert await storage.items.list_ids("test/") == []
