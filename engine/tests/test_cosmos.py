@@ -1,21 +1,18 @@
-"""Issue 4's provisioning promises for the Cosmos DB backend, on the real emulator.
-
-A small HTTP proxy of ours sits between the client and the emulator. It records
-every request (to see which throughput headers were sent) and can play the two
-kinds of account the app must work on:
-
-- a serverless account, which refuses any create that asks for throughput;
-- an account whose key may not create databases or containers (Azure answers 403
-  when key-based metadata writes are disabled, or with data-plane RBAC).
-"""
+"""What only the Cosmos DB backend must show, on the emulator: provisioning on the accounts
+the app meets, a bounded wait, a usable container, an event loop that never waits on it.
+A recording proxy in front of the emulator plays a serverless account and one whose key
+may not create databases or containers (Azure's 403 with metadata writes disabled)."""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import aiohttp
 import pytest
@@ -24,11 +21,17 @@ from azure.cosmos import CosmosClient, PartitionKey, documents
 from azure.cosmos import exceptions as cosmos_errors
 from botbuilder.azure import CosmosDbPartitionedConfig, CosmosDbPartitionedStorage
 
-from config import DefaultConfig
-from state_engine.stores import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
-from state_engine.stores.cosmos import CosmosDbStorage
-from state_engine.testing.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, backend_env, unique_name
+from state_engine.errors import (
+    PreconditionFailedError,
+    StorageConfigurationError,
+    StorageUnavailableError,
+)
+from state_engine.stores import StateStorage, create_storage, open_items, read_backend_settings
+from state_engine.stores.cosmos import CosmosSettings
+from state_engine.testing.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, start_cosmos, unique_name
+from state_engine.testing.loop_lag import max_loop_lag
 
+EnvFor = Callable[[str], Dict[str, str]]
 THROUGHPUT = "x-ms-offer-throughput"
 AUTOSCALE = "x-ms-cosmos-offer-autopilot-settings"
 # Headers that belong to one hop, not to the request being forwarded.
@@ -73,7 +76,7 @@ class CosmosProxy:
         assert self._ready.wait(5), "the proxy did not start"
 
     def _serve(self) -> None:
-        """The proxy's own loop, so the synchronous Cosmos client can block the test's."""
+        """The proxy's own loop, so botbuilder's synchronous store can block the test's."""
         runner = self._loop.run_until_complete(self._start())
         self._ready.set()
         self._loop.run_forever()
@@ -146,36 +149,44 @@ def proxy(cosmos_emulator: CosmosEmulator) -> Iterator[CosmosProxy]:
     server.close()
 
 
-@pytest.fixture
-def admin(cosmos_emulator: CosmosEmulator) -> Iterator[CosmosClient]:
-    """A client with every right, straight to the emulator: the portal, in effect."""
-    policy = _policy()
-    with CosmosClient(cosmos_emulator.uri, COSMOS_EMULATOR_KEY, connection_policy=policy) as client:
-        yield client
-
-
 def _policy() -> documents.ConnectionPolicy:
     policy = documents.ConnectionPolicy()
     policy.EnableEndpointDiscovery = False  # the emulator advertises https:// it does not serve
     return policy
 
 
-def _store(emulator: CosmosEmulator, proxy: CosmosProxy, **settings: str) -> CosmosDbStorage:
-    """Our store, configured as the app configures it, talking through the proxy."""
-    env = backend_env("cosmos", cosmos=emulator)
-    env.update(COSMOS_DB_URI=proxy.uri, COSMOS_DB_DATABASE_ID=unique_name("db"), **settings)
-    return CosmosDbStorage.from_config(DefaultConfig.from_env(env))
+@pytest.fixture
+def admin(cosmos_emulator: CosmosEmulator) -> Iterator[CosmosClient]:
+    """A client with every right, straight to the emulator: the portal, in effect."""
+    with CosmosClient(cosmos_emulator.uri, COSMOS_EMULATOR_KEY, connection_policy=_policy()) as client:
+        yield client
 
 
-def _sdk_store(store: CosmosDbStorage) -> CosmosDbPartitionedStorage:
+def _settings(backend_env: EnvFor, **overrides: str) -> CosmosSettings:
+    env = backend_env("cosmos")
+    env.update(overrides)
+    return read_backend_settings("cosmos", env)
+
+
+def _store(
+    backend_env: EnvFor, proxy: CosmosProxy, **overrides: str
+) -> Tuple[StateStorage, CosmosSettings]:
+    """Our store, configured as the app configures it, talking through the proxy to a
+    database of its own."""
+    settings = _settings(
+        backend_env, COSMOS_DB_URI=proxy.uri, COSMOS_DB_DATABASE_ID=unique_name("db"), **overrides
+    )
+    return StateStorage(open_items("cosmos", settings)), settings
+
+
+def _sdk_store(settings: CosmosSettings) -> CosmosDbPartitionedStorage:
     """botbuilder's own store on the same settings, with its default throughput."""
-    config = store._config
     return CosmosDbPartitionedStorage(
         CosmosDbPartitionedConfig(
-            cosmos_db_endpoint=config.cosmos_db_endpoint,
-            auth_key=config.auth_key,
-            database_id=config.database_id,
-            container_id=config.container_id,
+            cosmos_db_endpoint=settings.uri,
+            auth_key=settings.key,
+            database_id=settings.database,
+            container_id=settings.container,
             cosmos_client_options={"connection_policy": _policy()},
         )
     )
@@ -184,13 +195,11 @@ def _sdk_store(store: CosmosDbStorage) -> CosmosDbPartitionedStorage:
 # --- serverless: no throughput unless configured ---------------------------------------
 
 
-async def test_no_throughput_is_sent_unless_configured(
-    cosmos_emulator: CosmosEmulator, proxy: CosmosProxy
-) -> None:
+async def test_no_throughput_is_sent_unless_configured(backend_env: EnvFor, proxy: CosmosProxy) -> None:
     """On a serverless account ours creates its database and container and works;
     botbuilder's store asks for 400 RU/s and is refused. Set, the throughput is sent."""
     proxy.serverless = True
-    ours = _store(cosmos_emulator, proxy)
+    ours, _ = _store(backend_env, proxy)
     try:
         await ours.write({"user/1": {"name": "Ada"}})
         assert (await ours.read(["user/1"]))["user/1"]["name"] == "Ada"
@@ -201,13 +210,14 @@ async def test_no_throughput_is_sent_unless_configured(
     assert not [r for r in proxy.requests if THROUGHPUT in r.headers or AUTOSCALE in r.headers]
 
     proxy.requests.clear()
+    _, other = _store(backend_env, proxy)
     with pytest.raises(cosmos_errors.CosmosHttpResponseError, match="serverless"):
-        await _sdk_store(_store(cosmos_emulator, proxy)).initialize()
+        await _sdk_store(other).initialize()
     sdk_sent = proxy.create_throughput("colls")
 
     proxy.serverless = False
     proxy.requests.clear()
-    configured = _store(cosmos_emulator, proxy, COSMOS_DB_THROUGHPUT="400")
+    configured, _ = _store(backend_env, proxy, COSMOS_DB_THROUGHPUT="400")
     try:
         await configured.ping()
     finally:
@@ -224,16 +234,14 @@ async def test_no_throughput_is_sent_unless_configured(
 
 
 async def test_existing_database_and_container_work_without_create_permission(
-    cosmos_emulator: CosmosEmulator, proxy: CosmosProxy, admin: CosmosClient
+    backend_env: EnvFor, proxy: CosmosProxy, admin: CosmosClient
 ) -> None:
     """Reads come first, so nothing is created and the store works; botbuilder's
     store tries to create the container anyway and fails."""
     proxy.forbid_creates = True
-    store = _store(cosmos_emulator, proxy)
-    config = store._config
-    admin.create_database(config.database_id).create_container(
-        config.container_id, PartitionKey(path="/id")
-    )
+    store, settings = _store(backend_env, proxy)
+    database = admin.create_database(settings.database)
+    database.create_container(settings.container, PartitionKey(path="/id"))
     try:
         await store.write({"user/1": {"name": "Ada"}})
         first = (await store.read(["user/1"]))["user/1"]
@@ -248,31 +256,29 @@ async def test_existing_database_and_container_work_without_create_permission(
     assert proxy.refused == []  # it never even tried to create
 
     with pytest.raises(cosmos_errors.CosmosHttpResponseError) as refused:
-        await _sdk_store(store).initialize()
+        await _sdk_store(settings).initialize()
     assert refused.value.status_code == 403
 
 
 @pytest.mark.parametrize("missing", ["database", "container"])
 async def test_missing_and_not_creatable_names_the_setting(
-    missing: str, cosmos_emulator: CosmosEmulator, proxy: CosmosProxy, admin: CosmosClient
+    missing: str, backend_env: EnvFor, proxy: CosmosProxy, admin: CosmosClient
 ) -> None:
     """The error names the setting to fix; once someone creates it, the same store works."""
     proxy.forbid_creates = True
-    store = _store(cosmos_emulator, proxy)
-    config = store._config
+    store, settings = _store(backend_env, proxy)
     setting = {"database": "COSMOS_DB_DATABASE_ID", "container": "COSMOS_DB_CONTAINER_ID"}[missing]
-    value = {"database": config.database_id, "container": config.container_id}[missing]
+    value = {"database": settings.database, "container": settings.container}[missing]
     if missing == "container":
-        admin.create_database(config.database_id)
+        admin.create_database(settings.database)
     try:
         with pytest.raises(StorageConfigurationError) as error:
             await store.ping()
-        message = str(error.value)
-        assert f"{setting}={value!r} does not exist and this key may not create it" in message
+        assert f"{setting}={value!r} does not exist and this key may not create it" in str(error.value)
         assert proxy.refused, "the create was attempted and refused"
 
-        admin.create_database_if_not_exists(config.database_id).create_container(
-            config.container_id, PartitionKey(path="/id")
+        admin.create_database_if_not_exists(settings.database).create_container(
+            settings.container, PartitionKey(path="/id")
         )
         await store.write({"user/1": {"name": "Ada"}})
         assert (await store.read(["user/1"]))["user/1"]["name"] == "Ada"
@@ -280,21 +286,116 @@ async def test_missing_and_not_creatable_names_the_setting(
         await store.close()
 
 
+# --- a container it can use ---------------------------------------------------------------
+
+
+async def test_a_container_partitioned_on_another_path_is_refused_by_name(
+    backend_env: EnvFor, admin: CosmosClient
+) -> None:
+    settings = _settings(backend_env)
+    admin.create_database_if_not_exists(settings.database).create_container(
+        settings.container, PartitionKey(path="/userId")
+    )
+    store = StateStorage(open_items("cosmos", settings))
+    try:
+        with pytest.raises(StorageConfigurationError, match="COSMOS_DB_CONTAINER_ID") as refused:
+            await store.ping()
+        assert f"{settings.container!r}" in str(refused.value) and "/userId" in str(refused.value)
+        with pytest.raises(StorageConfigurationError, match="COSMOS_DB_CONTAINER_ID"):
+            await store.read(["user/1"])
+    finally:
+        await store.close()
+
+
+async def test_a_container_that_vanished_makes_ping_name_the_setting(
+    backend_env: EnvFor, admin: CosmosClient
+) -> None:
+    """Deleted under a running bot: /healthz says which setting; the next call looks the
+    container up again (and creates it, as this key may)."""
+    settings = _settings(backend_env)
+    store = StateStorage(open_items("cosmos", settings))
+    try:
+        await store.write({"user/1": {"name": "Ada"}})
+        admin.get_database_client(settings.database).delete_container(settings.container)
+        with pytest.raises(StorageUnavailableError, match="COSMOS_DB_CONTAINER_ID") as vanished:
+            await store.ping()
+        assert f"{settings.container!r}" in str(vanished.value)
+        await store.ping()
+        assert await store.read(["user/1"]) == {}
+    finally:
+        await store.close()
+
+
 # --- an endpoint that never answers ---------------------------------------------------
 
 
-async def test_an_endpoint_that_never_answers_is_unavailable_not_a_hang(
-    cosmos_emulator: CosmosEmulator,
-) -> None:
-    """azure-core would wait 300 s for an answer; the store gives up after its read timeout."""
+async def test_an_endpoint_that_never_answers_is_unavailable_not_a_hang(backend_env: EnvFor) -> None:
+    """azure-core would wait 300 s for an answer; the store gives up after its request timeout."""
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)  # accepts connections (the kernel does), never answers
-        env = backend_env("cosmos", cosmos=cosmos_emulator)
-        env["COSMOS_DB_URI"] = f"http://127.0.0.1:{silent.getsockname()[1]}/"
-        store = CosmosDbStorage.from_config(DefaultConfig.from_env(env), read_timeout_seconds=0.5)
-        started = asyncio.get_running_loop().time()
-        with pytest.raises(StorageUnavailableError):
-            await store.read(["anything"])
-        assert asyncio.get_running_loop().time() - started < 15
-        await store.close()
+        settings = _settings(backend_env, COSMOS_DB_URI=f"http://127.0.0.1:{silent.getsockname()[1]}/")
+        store = StateStorage(open_items("cosmos", settings, request_timeout=0.5))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(10):
+                with pytest.raises(StorageUnavailableError, match="COSMOS_DB_URI"):
+                    await store.read(["anything"])
+        except TimeoutError:
+            pytest.fail("the read was still waiting for the silent endpoint after 10 s")
+        finally:
+            await store.close()
+        assert time.perf_counter() - started < 5
+
+
+# --- the event loop stays free ---------------------------------------------------------------
+
+
+async def test_cosmos_calls_leave_the_event_loop_free(tmp_path: Path) -> None:
+    """Every Cosmos call waits 200 ms (a slow network round trip). botbuilder's store
+    blocks the loop for all of it; ours, on the async client, keeps the loop answering.
+    (What lag remains is handling answers that arrive together, not waiting on Cosmos.
+    The collector's full passes over this test process's large heap, tens of ms that any
+    Python code pays, are kept out of the measurement by freezing what exists by then.)"""
+    latency = 0.200
+    server = start_cosmos(tmp_path, latency_ms=int(latency * 1000))
+    env = {
+        "COSMOS_DB_URI": server.uri,
+        "COSMOS_DB_PRIMARY_KEY": COSMOS_EMULATOR_KEY,
+        "COSMOS_DB_ENDPOINT_DISCOVERY": "false",
+        "COSMOS_DB_CONTAINER_ID": "lag",
+    }
+    settings = read_backend_settings("cosmos", env)
+    ours = create_storage("cosmos", settings)
+    try:
+        await ours.ping()
+
+        async def our_turns() -> None:
+            for round_ in range(3):
+                keys = [f"user/{n}" for n in range(10)]
+                await ours.write({key: {"round": round_} for key in keys})
+                await ours.read(keys)
+
+        await our_turns()  # warm-up: connections are opened once, on first use
+        gc.collect()
+        gc.freeze()
+        try:
+            our_lag, our_seconds = await max_loop_lag(our_turns())
+        finally:
+            gc.unfreeze()
+
+        sdk_store = _sdk_store(settings)
+        await sdk_store.initialize()
+        sdk_lag, _ = await max_loop_lag(sdk_store.read(["user/0", "user/1"]))
+    finally:
+        await ours.close()
+        server.stop()
+
+    print(
+        f"\nloop lag during our Cosmos calls of {latency * 1000:.0f} ms each "
+        f"({our_seconds:.2f} s): ours max {our_lag * 1000:.1f} ms; "
+        f"botbuilder's store reading 2 keys: {sdk_lag * 1000:.1f} ms"
+    )
+    assert sdk_lag >= latency  # the problem is real: the SDK's store blocks the loop
+    assert our_seconds > 2 * latency
+    assert our_lag < latency / 3, f"event loop blocked for {our_lag * 1000:.1f} ms"

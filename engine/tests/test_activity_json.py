@@ -1,4 +1,5 @@
-"""Our fast activity JSON is the SDK's JSON, for every kind of reply the bot sends."""
+"""Our fast activity JSON is the SDK's JSON, for every kind of reply a bot sends: the
+same wire text out, the same Activity back in (hosting/activity_json.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,108 @@
+"""What a store holds is data, never code: a payload planted with the service's own SDK (a
+jsonpickle ``py/reduce``, an unregistered type) is refused on reading on every persistent
+backend, in a partition or in an item of the earlier one-record layout, and nothing runs;
+records of that earlier layout are still found, to read and to forget."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Dict, Tuple
+
+import pytest
+
+from state_engine import codec, keys
+from state_engine.errors import UnsafeDocumentError
+from state_engine.forget import forget_user
+from state_engine.stores import StateStorage, create_storage, read_backend_settings
+from state_engine.stores.partition import FORMAT_TAG, FORMAT_VERSION
+from state_engine.testing.backends import HOOKS, PERSISTENT
+
+Planted = Tuple[str, Dict[str, str], StateStorage]
+
+
+def _reduce(command: str) -> Dict[str, Any]:
+    return {"py/reduce": [{"py/function": "os.system"}, {"py/tuple": [command]}]}
+
+
+PAYLOADS: Dict[str, Callable[[str], Dict[str, Any]]] = {
+    "jsonpickle py/reduce": lambda command: {"Profile": _reduce(command)},
+    "unknown $type": lambda command: {"x": {"$type": "Popen", "$value": {"args": command}}},
+    "py/ tag inside a registered model": lambda command: {
+        "welcome": {"$type": "Activity", "$value": {"type": "message", "value": _reduce(command)}}
+    },
+}
+
+
+@pytest.fixture(params=PERSISTENT)
+async def backend(
+    request: pytest.FixtureRequest, backend_env: Callable[[str], Dict[str, str]]
+) -> AsyncIterator[Planted]:
+    env = backend_env(request.param)
+    storage = create_storage(request.param, read_backend_settings(request.param, env))
+    await storage.ping()  # creates the file, container or table, as the first turn would
+    yield request.param, env, storage
+    await storage.close()
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+@pytest.mark.parametrize("layout", ["in a partition", "one record per item"])
+async def test_a_planted_payload_is_refused_and_runs_nothing(
+    backend: Planted, payload: str, layout: str, tmp_path: Path
+) -> None:
+    name, env, storage = backend
+    marker = tmp_path / "pwned"
+    document = PAYLOADS[payload](f"touch {shlex.quote(str(marker))}")
+    if layout == "in a partition":
+        # One user's private state beside the conversation's own, in the conversation's item.
+        key = keys.private_state("test", "conversation-1", "user-1")
+        item_id = keys.partition_of(key)
+        text = json.dumps(
+            {
+                FORMAT_TAG: FORMAT_VERSION,
+                "records": {
+                    item_id: {"e_tag": "clean", "value": {"count": 1}},
+                    key: {"e_tag": "planted", "value": document},
+                },
+            }
+        )
+    else:
+        key = item_id = keys.user_state("test", "user-1")
+        text = json.dumps(document)
+    assert keys.partition_of(key) == item_id
+    await HOOKS[name].plant(env, item_id, text)
+
+    with pytest.raises(UnsafeDocumentError):
+        await storage.read([key])
+    assert not marker.exists()
+
+
+# Where the earlier layout's items are looked for is the engine's logic, the same on
+# every backend: shown on SQLite.
+EARLIER_KEYS = {
+    "user state": keys.user_state("test", "user-1"),
+    "conversation state": keys.conversation_state("test", "conversation-1"),
+    "private conversation state": keys.private_state("test", "conversation-1", "user-1"),
+    "a conversation record": keys.PARTICIPANTS.key("test", "conversation-1"),
+}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kind", EARLIER_KEYS)
+async def test_a_record_of_the_earlier_layout_is_still_read(backend: Planted, kind: str) -> None:
+    """The earlier version kept each record in an item of its own, under its key."""
+    name, env, storage = backend
+    key = EARLIER_KEYS[kind]
+    await HOOKS[name].plant(env, key, codec.dumps({"count": 3}))
+    assert (await storage.read([key])).get(key, {}).get("count") == 3
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_forget_me_deletes_the_earlier_layouts_records_of_the_user(backend: Planted) -> None:
+    """A user alone in a conversation, stored by the earlier version: nothing of theirs stays."""
+    name, env, storage = backend
+    for kind in ("user state", "conversation state", "private conversation state"):
+        await HOOKS[name].plant(env, EARLIER_KEYS[kind], codec.dumps({"count": 3}))
+    await forget_user(storage, "test", "user-1", also_in=["conversation-1"])
+    assert await storage.items.list_ids("test/") == []
