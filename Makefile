@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 NPM_STAMP := node_modules/.installed
 
-.PHONY: run test chat bench package clean
+.PHONY: run test chat bench package migrate clean
 
 run: $(VENV)/.runtime
 	$(PY) app.py
@@ -50,6 +50,11 @@ chromium:
 	  $(if $(shell command -v sudo 2>/dev/null),sudo) apt-get update -qq && \
 	  $(if $(shell command -v sudo 2>/dev/null),sudo) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 .PHONY: chromium
+
+# Once, after upgrading from the earlier one-item-per-record layout: moves those records
+# into their conversation's item (STORAGE and its settings come from the environment / .env).
+migrate: $(VENV)/.runtime
+	$(PY) -m state_engine.migrate
 
 # The zip that `az webapp deploy --type zip` uploads (App Service installs requirements.txt).
 package:

@@ -16,7 +16,7 @@ from botbuilder.schema import Activity
 
 from app import create_app
 from config import DefaultConfig
-from data_models import PizzaOrder, UserProfile, UtteranceLog
+from data_models import PizzaOrder, UserProfile, Utterance, UtteranceLog
 from state_engine.codec import encode_value
 from state_engine.stores import StateStorage, memory_storage
 from state_engine.hosting.dev_state import make_dev_state_handler, readable
@@ -88,7 +88,7 @@ async def read_records(store: StateStorage) -> Dict[str, dict]:
 
 async def test_records_are_shown_as_stored_under_their_keys() -> None:
     store = memory_storage()
-    log = UtteranceLog(["hi"], turn_number=1)
+    log = UtteranceLog([Utterance("user-1", "hi")], turn_number=1)
     await store.write(
         {
             "emulator/users/user-1": {"UserProfile": UserProfile(name="Ada")},
@@ -112,7 +112,7 @@ async def test_records_are_shown_as_stored_under_their_keys() -> None:
     assert user["view"] == {"UserProfile": {"$type": "UserProfile", "name": "Ada", "age": None}}
     assert records["utterance log"]["view"] == {
         "$type": "UtteranceLog",
-        "utterances": ["hi"],
+        "utterances": [{"$type": "Utterance", "user_id": "user-1", "text": "hi"}],
         "turn_number": 1,
     }
     assert records["private conversation state"] == {

@@ -1,5 +1,5 @@
-"""on_turn_error as the docs' samples do it: tell the user, trace for the Emulator,
-clear conversation state so a broken dialog cannot trap the user."""
+"""on_turn_error as the docs' samples do it (tell the user, trace for the Emulator), clearing
+only the failing user's dialog: in a group, everyone else's state and the shared order stay."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from botbuilder.core import TurnContext
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import ActivityTypes
 
-from state_engine.turns import make_on_turn_error
-from state_engine.turns import TurnRunner
 from bots.state_bot import StateBot
+from state_engine import keys
 from state_engine.stores import memory_storage
+from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
 from tests.bot_harness import activity_template, build_bot
 
 
-async def test_unhandled_error_tells_user_traces_and_clears_conversation_state():
+async def test_an_unhandled_error_clears_only_the_failing_users_dialog():
     store = memory_storage()
-    bot = build_bot(store)
+    turn_storage = TurnScopedStorage(store)
+    bot = build_bot(turn_storage)
 
     async def fail_on_boom(turn_context: TurnContext) -> None:
         if turn_context.activity.text == "boom":
@@ -24,22 +25,30 @@ async def test_unhandled_error_tells_user_traces_and_clears_conversation_state()
         await StateBot.on_message_activity(bot, turn_context)
 
     bot.on_message_activity = fail_on_boom
-    template = activity_template()
-    template.channel_id = "emulator"
-    adapter = TestAdapter(
-        TurnRunner(bot, bot.states, store).on_turn, template, send_trace_activities=True
-    )
-    conversation_state = bot.states[0]
-    adapter.on_turn_error = make_on_turn_error(conversation_state)
+    runner = TurnRunner(bot, bot.states, turn_storage, RetryPolicy())
+    adapters = {}
+    for user in ("ann", "bo"):
+        template = activity_template("group", user)
+        template.channel_id = "emulator"
+        adapters[user] = TestAdapter(runner.on_turn, template, send_trace_activities=True)
+        adapters[user].on_turn_error = make_on_turn_error(bot.states[2], store)
 
-    await adapter.send("add ham")
-    assert "emulator/conversations/conversation-1" in store.keys()
-    adapter.activity_buffer.clear()
+    await adapters["ann"].send("add ham")
+    await adapters["ann"].send("profile")  # Ann's dialog waits for her name
+    await adapters["bo"].send("profile")  # and Bo's for his
+    private = {user: keys.private_state("emulator", "group", user) for user in adapters}
+    assert set(await store.read_records(private.values())) == set(private.values())
+    adapters["bo"].activity_buffer.clear()
 
-    await adapter.send("boom")
-    texts = [(a.type, a.text, a.label) for a in adapter.activity_buffer]
+    await adapters["bo"].send("boom")
+    texts = [(a.type, a.text, a.label) for a in adapters["bo"].activity_buffer]
     assert texts[0] == (ActivityTypes.message, "The bot encountered an error or bug.", None)
     assert texts[1][1] == "To continue to run this bot, please fix the bot source code."
     assert texts[2][0] == ActivityTypes.trace and texts[2][2] == "TurnError"
-    assert "a bug in the bot" in adapter.activity_buffer[2].value
-    assert "emulator/conversations/conversation-1" not in store.keys()
+    assert "a bug in the bot" in adapters["bo"].activity_buffer[2].value
+
+    found = await store.read_records([*private.values(), keys.conversation_state("emulator", "group")])
+    assert private["bo"] not in found  # Bo's dialog is gone, so it cannot trap him
+    assert private["ann"] in found  # Ann's dialog still waits
+    order = (await store.read([keys.conversation_state("emulator", "group")]))
+    assert order[keys.conversation_state("emulator", "group")]["PizzaOrder"].toppings == ["ham"]

@@ -17,7 +17,9 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
+from state_engine import keys
 from state_engine.stores import StateStorage
+from state_engine.stores.partition import FORMAT_TAG, FORMAT_VERSION
 from state_engine.stores.items import Item
 from state_engine.stores.memory import MemoryItems
 from state_engine.turns import TurnMessages
@@ -77,7 +79,9 @@ def test_user_input_is_stored_and_echoed_as_data(live, case: str):
     log = _stored(sqlite_path, f"emulator/conversations/{conversation}/log")
     assert log == {
         "$type": "UtteranceLog",
-        "utterances": ["hi", bounded, bounded],
+        "utterances": [
+            {"$type": "Utterance", "user_id": user, "text": said} for said in ("hi", bounded, bounded)
+        ],
         "turn_number": 3,
     }
     assert "[on_turn_error]" not in bot.logs()
@@ -172,16 +176,20 @@ PAYLOADS = {
 
 
 def _plant(sqlite_path: Path, key: str, document: Dict[str, Any]) -> str:
-    text = json.dumps(document)
+    """Put ``document`` as the record ``key`` into its partition's row, bypassing the bot."""
+    item_id = keys.partition_of(key)
     connection = sqlite3.connect(sqlite_path, timeout=10)
     with connection:
+        row = connection.execute("SELECT document FROM store_items WHERE key = ?", (item_id,)).fetchone()
+        partition = json.loads(row[0]) if row else {FORMAT_TAG: FORMAT_VERSION, "records": {}}
+        partition["records"][key] = {"e_tag": "planted", "value": document}
         connection.execute(
             "INSERT INTO store_items (key, document, e_tag) VALUES (?, ?, 'planted') "
             "ON CONFLICT(key) DO UPDATE SET document = excluded.document, e_tag = 'planted'",
-            (key, text),
+            (item_id, json.dumps(partition)),
         )
     connection.close()
-    return text
+    return json.dumps(document)
 
 
 def _plant_payload(live, tmp_path: Path, payload: str) -> Tuple[str, str, Path]:
@@ -270,14 +278,8 @@ def _old_shape_mid_prompt(conversation: str) -> Dict[str, Any]:
     )
     inner = wrapped("DialogState", {"_dialog_stack": [number_prompt, waterfall]})
     return {
-        "ConversationData": wrapped(
-            "ConversationData",
-            {
-                "timestamp": None,
-                "channel_id": "emulator",
-                "prompted_for_user_name": False,
-                "welcomed": True,
-            },
+        "PrivateConversationData": wrapped(
+            "PrivateConversationData", {"message_count": 1, "prompted_for_user_name": False}
         ),
         "DialogState": wrapped(
             "DialogState",
@@ -287,7 +289,6 @@ def _old_shape_mid_prompt(conversation: str) -> Dict[str, Any]:
                 ]
             },
         ),
-        "PizzaOrder": wrapped("PizzaOrder", {"toppings": ["cheese"]}),
     }
 
 
@@ -295,13 +296,15 @@ def test_a_record_in_the_shape_before_is_read_mid_prompt_and_rewritten_in_the_ne
     client, bot, sqlite_path = live
     conversation, user = f"old-shape-{uuid.uuid4().hex[:6]}", "old-shape-user"
     client.say("hi", conversation, user)
-    key = f"emulator/conversations/{conversation}"
+    key = keys.private_state("emulator", conversation, user)
     _plant(sqlite_path, key, _old_shape_mid_prompt(conversation))
+    order = {"PizzaOrder": {"$type": "PizzaOrder", "$value": {"toppings": ["cheese"]}}}
+    _plant(sqlite_path, keys.conversation_state("emulator", conversation), order)
 
     assert client.say("36", conversation, user)[-1].startswith("Save this profile? Ada, age 36")
     assert client.say("yes", conversation, user)[-1] == "Profile saved: Ada, age 36."
     assert client.say("order", conversation, user) == ["Order: cheese"]
-    stored = _stored(sqlite_path, key)
+    stored = _stored(sqlite_path, keys.conversation_state("emulator", conversation))
     assert stored["PizzaOrder"] == {"$type": "PizzaOrder", "toppings": ["cheese"]}
-    assert "$value" not in json.dumps(stored)
+    assert "$value" not in json.dumps(_stored(sqlite_path, key))
     assert "[on_turn_error]" not in bot.logs()

@@ -34,7 +34,7 @@ from msrest.exceptions import DeserializationError, SerializationError
 from msrest.serialization import Model
 
 from .errors import UnsafeDocumentError
-from .hosting.activity_json import activity_from_json, activity_to_json
+from .activity_json import activity_from_json, activity_to_json
 from .wire_types import WireTypeError, check_wire_json
 
 # What is stored:

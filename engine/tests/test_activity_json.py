@@ -1,5 +1,5 @@
 """Our fast activity JSON is the SDK's JSON, for every kind of reply a bot sends: the
-same wire text out, the same Activity back in (hosting/activity_json.py)."""
+same wire text out, the same Activity back in (state_engine/activity_json.py)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from botbuilder.dialogs.choices import ChoiceFactory
 
 from msrest.serialization import Model
 
-from state_engine.hosting.activity_json import activity_from_json, activity_to_json
+from state_engine.activity_json import activity_from_json, activity_to_json
 
 
 def _addressed(activity: Activity) -> Activity:

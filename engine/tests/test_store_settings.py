@@ -10,6 +10,7 @@ from typing import Callable, Dict
 import pytest
 
 from state_engine.errors import StorageConfigurationError, StorageUnavailableError
+from state_engine.settings import SettingError
 from state_engine.stores import create_storage, open_items, read_backend_settings
 from state_engine.stores.blob import BlobSettings
 from state_engine.stores.table import TableSettings
@@ -50,8 +51,9 @@ DEVELOPMENT = "UseDevelopmentStorage=true"
 def test_wrong_settings_fail_at_start_naming_the_setting(
     name: str, env: Dict[str, str], setting: str
 ) -> None:
-    """(The memory backend has no settings to get wrong.)"""
-    with pytest.raises(StorageConfigurationError, match=setting):
+    """A wrong value is a SettingError, settings that cannot work a StorageConfigurationError;
+    both name the setting. (The memory backend has no settings to get wrong.)"""
+    with pytest.raises((SettingError, StorageConfigurationError), match=setting):
         open_items(name, read_backend_settings(name, env))
 
 

@@ -15,6 +15,7 @@ import pytest
 from state_engine import codec, keys
 from state_engine.errors import UnsafeDocumentError
 from state_engine.forget import forget_user
+from state_engine.migrate import MigrationReport, migrate
 from state_engine.stores import StateStorage, create_storage, read_backend_settings
 from state_engine.stores.partition import FORMAT_TAG, FORMAT_VERSION
 from state_engine.testing.backends import HOOKS, PERSISTENT
@@ -78,8 +79,8 @@ async def test_a_planted_payload_is_refused_and_runs_nothing(
     assert not marker.exists()
 
 
-# Where the earlier layout's items are looked for is the engine's logic, the same on
-# every backend: shown on SQLite.
+# The earlier version kept each record in an item of its own, under its key. A record
+# under its partition's own key reads as it is; the others move in with `migrate`.
 EARLIER_KEYS = {
     "user state": keys.user_state("test", "user-1"),
     "conversation state": keys.conversation_state("test", "conversation-1"),
@@ -88,21 +89,31 @@ EARLIER_KEYS = {
 }
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-@pytest.mark.parametrize("kind", EARLIER_KEYS)
-async def test_a_record_of_the_earlier_layout_is_still_read(backend: Planted, kind: str) -> None:
-    """The earlier version kept each record in an item of its own, under its key."""
+async def plant_earlier_layout(name: str, env: Dict[str, str]) -> None:
+    for key in EARLIER_KEYS.values():
+        await HOOKS[name].plant(env, key, codec.dumps({"count": 3}))
+
+
+@pytest.mark.parametrize("backend", PERSISTENT, indirect=True)
+async def test_records_of_the_earlier_layout_are_read_after_migrating(backend: Planted) -> None:
     name, env, storage = backend
-    key = EARLIER_KEYS[kind]
-    await HOOKS[name].plant(env, key, codec.dumps({"count": 3}))
-    assert (await storage.read([key])).get(key, {}).get("count") == 3
+    await plant_earlier_layout(name, env)
+    roots = [EARLIER_KEYS["user state"], EARLIER_KEYS["conversation state"]]
+    assert set(await storage.read(roots)) == set(roots)  # partitions of their own already
+
+    report = await migrate(storage)
+    assert (report.moved, report.dropped) == (2, 0)
+    found = await storage.read(list(EARLIER_KEYS.values()))
+    assert {kind: found[key]["count"] for kind, key in EARLIER_KEYS.items()} == dict.fromkeys(EARLIER_KEYS, 3)
+    assert await storage.items.list_ids("test/conversations/conversation-1/") == []
+    assert await migrate(storage) == MigrationReport()  # a second run finds nothing to do
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-async def test_forget_me_deletes_the_earlier_layouts_records_of_the_user(backend: Planted) -> None:
+async def test_forget_me_after_migrating_deletes_the_earlier_layouts_records(backend: Planted) -> None:
     """A user alone in a conversation, stored by the earlier version: nothing of theirs stays."""
     name, env, storage = backend
-    for kind in ("user state", "conversation state", "private conversation state"):
-        await HOOKS[name].plant(env, EARLIER_KEYS[kind], codec.dumps({"count": 3}))
-    await forget_user(storage, "test", "user-1", also_in=["conversation-1"])
+    await plant_earlier_layout(name, env)
+    await migrate(storage)
+    await forget_user(storage, "test", "user-1")
     assert await storage.items.list_ids("test/") == []

@@ -46,7 +46,7 @@ from botframework.connector.auth import (
 )
 from botframework.connector.skills import BotFrameworkClient
 
-from .activity_json import activity_to_json
+from ..activity_json import activity_to_json
 
 # A token MSAL hands out is valid for at least 5 more minutes; ask again after 1.
 _TOKEN_REUSE_SECONDS = 60.0

@@ -19,7 +19,7 @@ from botbuilder.schema import Activity
 from msrest.exceptions import DeserializationError
 
 from state_engine import keys
-from state_engine.hosting.activity_json import activity_from_json
+from state_engine.activity_json import activity_from_json
 from state_engine.wire_types import WireTypeError, check_wire_json
 
 #: Deeper JSON than any channel sends; recursive code after us (msrest, the codec) stays safe.

@@ -65,6 +65,10 @@ class RetryPolicy:
     base_delay_seconds: float = 0.02
     max_delay_seconds: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.base_delay_seconds < 0 or self.max_delay_seconds < 0:
+            raise ValueError(f"a retry policy counts and waits from 0 up, not {self}")
+
     def delay(self, attempt: int) -> float:
         """Full jitter: a random wait up to base * 2^attempt (capped), so retriers spread out."""
         ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** min(attempt, 32))

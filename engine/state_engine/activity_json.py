@@ -5,7 +5,7 @@ field of every reply: about a fifth of the bot's CPU under load. The schema
 classes are plain: each field is a string, a number, a date, a nested model or a
 list of them, named in the class's ``_attribute_map``. This walks that map
 directly and hands anything it does not know back to msrest, so the JSON (and
-the Activity read from JSON) is the same: ``tests/test_activity_json.py``
+the Activity read from JSON) is the same: ``engine/tests/test_activity_json.py``
 compares the two.
 """
 
