@@ -1,0 +1,90 @@
+"""A write across partitions on a backend without transactions: prepare, commit, roll forward.
+
+The other partitions get a pending marker (conditional on the version the turn read); one
+compare-and-swap on the home partition then decides, naming the transaction; the markers
+are replaced by what they carry. Until the home's write lands no reader sees any of the
+changes; once it has, every reader sees all of them (``partitions`` resolves markers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Callable, Dict, List, Optional
+
+from ..errors import PreconditionFailedError, StorageError
+from .partition import Partition, Pending, Record
+from .partitions import Partitions, new_etag
+
+logger = logging.getLogger(__name__)
+
+
+class PartitionMoved(Exception):
+    """A partition's item changed under a write whose own records still matched: try again."""
+
+    def __init__(self, item_ids: List[str]) -> None:
+        super().__init__(", ".join(item_ids))
+        self.item_ids = item_ids
+
+
+async def commit_across(
+    partitions: Partitions,
+    bases: Dict[str, Partition],
+    updated: Dict[str, Partition],
+    order: List[str],
+    timeout_seconds: float,
+    clock: Callable[[], float],
+) -> None:
+    """Write ``updated`` (every partition changed from its ``bases`` version) as one
+    transaction whose home is ``order[0]``; raises ``PartitionMoved`` when another writer
+    got there first (nothing of this write is then visible)."""
+    home, others = order[0], order[1:]
+    tx = new_etag()
+    expires = clock() + timeout_seconds
+    markers = {
+        item_id: replace(
+            bases[item_id], pending=Pending(tx, home, expires, _changed(bases[item_id], updated[item_id]))
+        )
+        for item_id in others
+    }
+    results = await asyncio.gather(
+        *(partitions.put(markers[i], bases[i].item_etag) for i in others), return_exceptions=True
+    )
+    prepared = {i: r for i, r in zip(others, results) if isinstance(r, Partition)}
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures or clock() > expires:
+        await _withdraw(partitions, prepared, bases)
+        if any(isinstance(failure, PreconditionFailedError) for failure in failures):
+            raise PartitionMoved([i for i, r in zip(others, results) if not isinstance(r, Partition)])
+        if failures:
+            raise failures[0]
+        raise PreconditionFailedError(home, "saving took longer than the turn's deadline")
+    committed = replace(updated[home], commits={**updated[home].commits, **dict.fromkeys(others, tx)})
+    try:
+        await partitions.put(committed, bases[home].item_etag)
+    except PreconditionFailedError:
+        await _withdraw(partitions, prepared, bases)
+        raise PartitionMoved([home]) from None
+    await asyncio.gather(*(partitions.rolled_forward(marker) for marker in prepared.values()))
+
+
+async def _withdraw(
+    partitions: Partitions, prepared: Dict[str, Partition], bases: Dict[str, Partition]
+) -> None:
+    """Take back the markers of a transaction that will not commit (best effort: a marker
+    left behind is fenced off by the next reader once it expires)."""
+    for item_id, marker in prepared.items():
+        try:
+            await partitions.put(replace(bases[item_id], item_etag=marker.item_etag), marker.item_etag)
+        except StorageError as error:
+            logger.info("marker on %r left to expire: %s", item_id, error)
+
+
+def _changed(base: Partition, updated: Partition) -> Dict[str, Optional[Record]]:
+    """The records ``updated`` writes or deletes compared with ``base``."""
+    changes: Dict[str, Optional[Record]] = {
+        key: record for key, record in updated.records.items() if base.records.get(key) != record
+    }
+    changes.update({key: None for key in base.records if key not in updated.records})
+    return changes
