@@ -18,7 +18,7 @@ from state_engine.errors import StorageConfigurationError
 from state_engine.hosting import routes
 from state_engine.hosting.authentication import use_openid_metadata
 from state_engine.hosting.connectors import PooledBotFrameworkAuthentication
-from state_engine.hosting.serve import run
+from state_engine.hosting.serve import banner, run
 from state_engine.settings import SettingError
 from state_engine.state import ConversationState, PrivateConversationState, UserState
 from state_engine.stores import create_storage
@@ -86,22 +86,6 @@ def create_app(config: DefaultConfig) -> web.Application:
     )
 
 
-def print_banner(config: DefaultConfig) -> None:
-    """What `make run` shows once the bot listens: where to point the Emulator, which store."""
-    identity = "with MicrosoftAppId and MicrosoftAppPassword" if config.APP_ID else "no app id"
-    lines = [
-        f"Bot listening on {config.HOST}:{config.PORT}, state in STORAGE={config.STORAGE}",
-        f"Emulator: open http://localhost:{config.PORT}/api/messages ({identity})",
-    ]
-    if config.HOST == "127.0.0.1":
-        lines.append("In WSL or a container, set HOST=0.0.0.0 to reach the bot from the host")
-        lines.append("  (warning: it then listens on every interface, open to your network).")
-    elif config.HOST in ("0.0.0.0", "::"):
-        lines.append(f"Warning: HOST={config.HOST} listens on every interface of this machine.")
-    lines.append("Press Ctrl+C to stop.")
-    print("\n".join(lines), flush=True)
-
-
 try:
     CONFIG = DefaultConfig.from_env()
     logging.basicConfig(level=CONFIG.LOG_LEVEL, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -112,4 +96,5 @@ except (SettingError, StorageConfigurationError, ValueError) as error:
     raise SystemExit(f"Configuration error: {error}") from None
 
 if __name__ == "__main__":
-    run(APP, CONFIG.HOST, CONFIG.PORT, on_listening=lambda: print_banner(CONFIG))
+    listening = banner(CONFIG.HOST, CONFIG.PORT, CONFIG.STORAGE, CONFIG.APP_ID)
+    run(APP, CONFIG.HOST, CONFIG.PORT, on_listening=lambda: print(listening, flush=True))

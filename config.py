@@ -8,16 +8,15 @@ Secrets have no defaults: locally the bot runs without an app id, in Azure the t
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
-from urllib.parse import urlparse
 
 from dotenv import load_dotenv
 
-from state_engine.settings import SettingError, field_for, read_settings, setting
+from state_engine.hosting.identity import check_identity, check_openid_metadata
+from state_engine.settings import field_for, read_settings, setting
 from state_engine.stores import STORAGE, read_backend_settings
 from state_engine.stores.sqlite import SqliteSettings
 
@@ -123,8 +122,8 @@ class DefaultConfig:
             load_dotenv(PROJECT_ROOT / ".env", override=False)
             env = os.environ
         config = read_settings(cls, env)
-        _check_identity(config)
-        _check_openid_metadata(config.BOT_OPENID_METADATA)
+        check_identity(config.APP_TYPE, config.APP_ID, config.APP_PASSWORD, config.APP_TENANTID)
+        check_openid_metadata(config.BOT_OPENID_METADATA)
         in_azure = bool(config.APP_ID)
         return dataclasses.replace(
             config,
@@ -147,36 +146,3 @@ def _storage_settings(backend: str, env: Mapping[str, str]) -> Any:
     if isinstance(settings, SqliteSettings) and not Path(settings.path).is_absolute():
         settings = dataclasses.replace(settings, path=str(PROJECT_ROOT / settings.path))
     return settings
-
-
-def _check_identity(config: DefaultConfig) -> None:
-    """What ``ConfigurationServiceClientCredentialFactory`` needs for each app type
-    (it raises a bare ``Exception`` naming attributes instead)."""
-    values = {
-        "MicrosoftAppId": config.APP_ID,
-        "MicrosoftAppPassword": config.APP_PASSWORD,
-        "MicrosoftAppTenantId": config.APP_TENANTID,
-    }
-    needed = {
-        "SingleTenant": ("MicrosoftAppId", "MicrosoftAppPassword", "MicrosoftAppTenantId"),
-        "UserAssignedMSI": ("MicrosoftAppId", "MicrosoftAppTenantId"),
-    }.get(config.APP_TYPE, ())
-    missing = [name for name in needed if not values[name]]
-    if missing:
-        raise SettingError(f"MicrosoftAppType={config.APP_TYPE} needs {', '.join(missing)}")
-
-
-def _check_openid_metadata(url: str) -> None:
-    """Whoever serves this URL can sign tokens the bot accepts: https, or http on this machine."""
-    if not url:
-        return
-    parsed = urlparse(url)
-    try:
-        loopback = ipaddress.ip_address(parsed.hostname or "").is_loopback
-    except ValueError:
-        loopback = parsed.hostname == "localhost"
-    secure = parsed.scheme == "https" and bool(parsed.hostname)
-    if not secure and not (parsed.scheme == "http" and loopback):
-        raise SettingError(
-            f"BotOpenIdMetadata must be an https:// URL (http only on 127.0.0.1), got {url!r}"
-        )

@@ -11,7 +11,8 @@ from typing import Dict
 
 import pytest
 
-from state_engine.hosting.serve import listen_error
+
+from state_engine.hosting.serve import banner, listen_error
 from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, free_port
 
 
@@ -97,15 +98,10 @@ def test_the_banner_says_where_the_emulator_connects_and_which_store_is_used(tmp
     assert "Running on" not in logs, "aiohttp's own line is replaced by the banner"
 
 
-def test_the_banner_with_every_interface_warns_and_gives_no_hint(tmp_path):
-    """print_banner on its own (binding 0.0.0.0 is not something tests do)."""
-    probe = (
-        "import app; from config import DefaultConfig; "
-        "app.print_banner(DefaultConfig(HOST='0.0.0.0', PORT=4000, APP_ID='some-app'))"
-    )
-    result = run_app({"STORAGE": "memory"}, tmp_path, "-c", probe)
-    assert result.returncode == 0, result.stderr
-    assert "Emulator: open http://localhost:4000/api/messages (with MicrosoftAppId" in result.stdout
-    assert "Warning: HOST=0.0.0.0 listens on every interface" in result.stdout
-    assert "set HOST=0.0.0.0" not in result.stdout
+def test_the_banner_with_every_interface_warns_and_gives_no_hint():
+    """The banner on its own (binding 0.0.0.0 is not something tests do)."""
+    text = banner("0.0.0.0", 4000, "memory", "some-app")
+    assert "Emulator: open http://localhost:4000/api/messages (with MicrosoftAppId" in text
+    assert "Warning: HOST=0.0.0.0 listens on every interface" in text
+    assert "set HOST=0.0.0.0" not in text
 

@@ -57,6 +57,22 @@ def bind(host: str, port: int) -> List[socket.socket]:
     return sockets
 
 
+def banner(host: str, port: int, backend: str, app_id: str) -> str:
+    """What the bot prints once it listens: where to point the Emulator, which store."""
+    identity = "with MicrosoftAppId and MicrosoftAppPassword" if app_id else "no app id"
+    lines = [
+        f"Bot listening on {host}:{port}, state in STORAGE={backend}",
+        f"Emulator: open http://localhost:{port}/api/messages ({identity})",
+    ]
+    if host == "127.0.0.1":
+        lines.append("In WSL or a container, set HOST=0.0.0.0 to reach the bot from the host")
+        lines.append("  (warning: it then listens on every interface, open to your network).")
+    elif host in ("0.0.0.0", "::"):
+        lines.append(f"Warning: HOST={host} listens on every interface of this machine.")
+    lines.append("Press Ctrl+C to stop.")
+    return "\n".join(lines)
+
+
 def run(
     app: web.Application,
     host: str,
