@@ -212,9 +212,9 @@ class StateBot(ActivityHandler):
 
     async def _append_to_log(self, turn_context: TurnContext, text: str) -> UtteranceLog:
         """ "Write directly to storage": read the item, change it, write it back with
-        the e_tag it was read with. A new log is written create-only, so two first
-        turns cannot both create it. If another turn changed the log in between,
-        the write fails and the turn runner runs the turn again."""
+        the e_tag it was read with (a new log has e_tag "*", and is saved create-only
+        because the turn read it as absent). If another turn changed the log in
+        between, the save fails and the turn runner runs the turn again."""
         key = UTTERANCE_LOG.key_for(turn_context.activity)
         stored = await self._storage.read([key])
         log: UtteranceLog = stored.get(key) or UtteranceLog()
