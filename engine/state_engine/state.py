@@ -1,9 +1,9 @@
 """The SDK's three state scopes, read once per turn and compared on the JSON they store.
 
-Drop-in subclasses of the classes the docs use. Two changes: a scope is read from storage
-once per turn (the SDK reads again whenever the scope is still empty, so a new user's
-``get`` with a default could pick up another turn's record half-way), and "changed?" is
-decided on the codec's JSON, the exact text a store saves, instead of jsonpickle walks.
+Drop-in subclasses of the classes the docs use: a scope is read once per turn (the SDK
+reads an empty one again on every ``get``), "changed?" is decided on the codec's JSON
+instead of jsonpickle walks, and ``get(context, SomeClass)`` refuses a stored value that
+is not a ``SomeClass`` (a record planted or damaged) with the one UnsafeDocumentError.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from botbuilder.core import ConversationState as SdkConversationState
 from botbuilder.core import PrivateConversationState as SdkPrivateConversationState
 from botbuilder.core import TurnContext
 from botbuilder.core import UserState as SdkUserState
-from botbuilder.core.bot_state import CachedBotState
+from botbuilder.core.bot_state import BotStatePropertyAccessor, CachedBotState
 
 from . import codec
+from .errors import UnsafeDocumentError
 
 
 class StoredJsonCache(CachedBotState):
@@ -26,8 +27,27 @@ class StoredJsonCache(CachedBotState):
         return codec.dumps(obj)
 
 
+class CheckedProperty(BotStatePropertyAccessor):
+    """A property accessor whose ``get`` with a class as default returns only that class."""
+
+    async def get(self, turn_context: TurnContext, default_value_or_factory: Any = None) -> Any:
+        value = await super().get(turn_context, default_value_or_factory)
+        expected = default_value_or_factory
+        if isinstance(expected, type) and value is not None and not isinstance(value, expected):
+            raise UnsafeDocumentError(
+                f"stored {self.name!r} is a {type(value).__name__}, not a {expected.__name__}"
+            )
+        return value
+
+
 class ReadOncePerTurn:
-    """Mixin for a ``BotState``: load only when this turn has no copy yet (or ``force``)."""
+    """Mixin for a ``BotState``: load only when this turn has no copy yet (or ``force``),
+    and hand out checked property accessors."""
+
+    def create_property(self, name: str) -> CheckedProperty:
+        if not name:
+            raise TypeError("BotState.create_property(): name cannot be None or empty.")
+        return CheckedProperty(self, name)
 
     async def load(self, turn_context: TurnContext, force: bool = False) -> None:
         if force or self.get_cached_state(turn_context) is None:

@@ -88,17 +88,25 @@ class StateStorage(Storage):
 
     async def read_records(self, keys: Iterable[str]) -> Dict[str, Record]:
         """The stored records of ``keys`` (undecoded), all read in one round trip."""
+        found, unreadable = await self.read_records_and_problems(keys)
+        if unreadable:
+            raise UnsafeDocumentError(next(iter(unreadable.values())))
+        return found
+
+    async def read_records_and_problems(self, keys: Iterable[str]) -> Tuple[Dict[str, Record], Dict[str, str]]:
+        """Like ``read_records``, but a key whose partition cannot be read is not an error
+        here: it is returned with the reason, so that only using it is refused."""
         by_partition = self._group(dict.fromkeys(keys))
-        if not by_partition:
-            return {}
-        partitions = await self._partitions.load(by_partition)
+        partitions = await self._partitions.load(by_partition) if by_partition else {}
         found: Dict[str, Record] = {}
+        unreadable: Dict[str, str] = {}
         for item_id, wanted in by_partition.items():
             partition = partitions[item_id]
             if partition.unreadable:
-                raise UnsafeDocumentError(f"{item_id!r}: {partition.unreadable}")
-            found.update({key: partition.records[key] for key in wanted if key in partition.records})
-        return found
+                unreadable.update(dict.fromkeys(wanted, f"{item_id!r}: {partition.unreadable}"))
+            else:
+                found.update({key: partition.records[key] for key in wanted if key in partition.records})
+        return found, unreadable
 
     async def commit(self, changes: Sequence[Change]) -> Dict[str, str]:
         """Write every change, each under its condition, all-or-nothing; the new e_tags.

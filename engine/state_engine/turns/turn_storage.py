@@ -17,6 +17,7 @@ from botbuilder.schema import Activity
 
 from ..forget import ForgetReport, forget_user
 from ..keys import TurnIds
+from ..errors import UnsafeDocumentError
 from ..conditions import ABSENT, WriteCondition, condition_of, if_match
 from ..stores.partition import Record
 from ..stores.state_storage import Change, StateStorage, decode_record
@@ -27,6 +28,7 @@ class AttemptSnapshot:
     """What one attempt of a turn read (a record, or None for absent) and holds back."""
 
     read: Dict[str, Optional[Record]] = field(default_factory=dict)
+    unreadable: Dict[str, str] = field(default_factory=dict)
     staged: Dict[str, Change] = field(default_factory=dict)
 
     def condition_for(self, key: str, item: Any = None) -> WriteCondition:
@@ -62,9 +64,10 @@ class TurnScopedStorage(Storage):
         """Read every key the turn will touch, in one round trip, into the attempt's snapshot."""
         snapshot = _current.get()
         assert snapshot is not None, "prefetch runs inside an attempt"
-        wanted = [key for key in dict.fromkeys(keys) if key not in snapshot.read]
-        found = await self.storage.read_records(wanted)
-        snapshot.read.update({key: found.get(key) for key in wanted})
+        wanted = [key for key in dict.fromkeys(keys) if key not in snapshot.read and key not in snapshot.unreadable]
+        found, unreadable = await self.storage.read_records_and_problems(wanted)
+        snapshot.read.update({key: found.get(key) for key in wanted if key not in unreadable})
+        snapshot.unreadable.update(unreadable)
 
     async def read(self, keys: List[str]) -> Dict[str, Any]:
         snapshot = _current.get()
@@ -73,6 +76,8 @@ class TurnScopedStorage(Storage):
         await self.prefetch(key for key in keys if key not in snapshot.staged)
         items: Dict[str, Any] = {}
         for key in keys:
+            if key in snapshot.unreadable and key not in snapshot.staged:
+                raise UnsafeDocumentError(snapshot.unreadable[key])
             staged = snapshot.staged.get(key)
             if staged is not None:
                 if not staged.delete:
