@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import tracemalloc
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Dict, Tuple
 
@@ -16,9 +17,10 @@ from state_engine import codec, keys
 from state_engine.errors import UnsafeDocumentError
 from state_engine.forget import forget_user
 from state_engine.migrate import MigrationReport, migrate
-from state_engine.stores import StateStorage, create_storage, read_backend_settings
+from state_engine.stores import StateStorage, create_storage, read_backend_settings, sqlite_storage
 from state_engine.stores.partition import FORMAT_TAG, FORMAT_VERSION
 from state_engine.testing.backends import HOOKS, PERSISTENT
+from state_engine.testing.loop_lag import max_loop_lag
 
 Planted = Tuple[str, Dict[str, str], StateStorage]
 
@@ -117,3 +119,40 @@ async def test_forget_me_after_migrating_deletes_the_earlier_layouts_records(bac
     await migrate(storage)
     await forget_user(storage, "test", "user-1")
     assert await storage.items.list_ids("test/") == []
+
+
+HOSTILE = {
+    "nested 100,000 deep": '{"$partition": 1, "records": {"k": {"e_tag": "x", "value": {"v": '
+    + "[" * 100_000 + "]" * 100_000 + "}}}}",
+    "a record as wide as the limit allows": json.dumps(
+        {FORMAT_TAG: FORMAT_VERSION, "records": {"k": {"e_tag": "x", "value": {str(n): [n] for n in range(110_000)}}}}
+    ),
+    "a record a million keys wide": json.dumps(
+        {FORMAT_TAG: FORMAT_VERSION, "records": {"k": {"e_tag": "x", "value": {str(n): n for n in range(10**6)}}}}
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", HOSTILE)
+async def test_a_hostile_item_is_refused_with_the_loop_free_and_memory_bounded(shape: str, tmp_path: Path) -> None:
+    """Read on SQLite (the engine's logic is the same on every backend): refused or read
+    within a bound, never a stalled loop or unbounded memory."""
+    storage = sqlite_storage(str(tmp_path / "hostile.sqlite3"))
+    await storage.ping()
+    await HOOKS["sqlite"].plant({"SQLITE_PATH": str(tmp_path / "hostile.sqlite3")}, "k", HOSTILE[shape])
+    tracemalloc.start()
+    try:
+        lag, _ = await max_loop_lag(_refused(storage))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        await storage.close()
+    assert peak < 400 * 1024 * 1024, f"{peak / 2**20:.0f} MiB to refuse one item"
+    assert lag < 2.0, f"the loop was blocked {lag:.2f} s"
+
+
+async def _refused(storage: StateStorage) -> None:
+    try:
+        await storage.read(["k"])
+    except UnsafeDocumentError:
+        return
