@@ -140,15 +140,18 @@ async def test_a_hostile_item_is_refused_with_the_loop_free_and_memory_bounded(s
     storage = sqlite_storage(str(tmp_path / "hostile.sqlite3"))
     await storage.ping()
     await HOOKS["sqlite"].plant({"SQLITE_PATH": str(tmp_path / "hostile.sqlite3")}, "k", HOSTILE[shape])
-    tracemalloc.start()
     try:
         lag, _ = await max_loop_lag(_refused(storage))
+        tracemalloc.start()  # a second read, measured apart: tracing slows every allocation
+        await _refused(storage)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
         await storage.close()
     assert peak < 400 * 1024 * 1024, f"{peak / 2**20:.0f} MiB to refuse one item"
-    assert lag < 2.0, f"the loop was blocked {lag:.2f} s"
+    # Decoding runs on a thread; what is left is json's own parse of the item, which does
+    # not let go of the GIL (about a fifth of a second for an item at the 2 MB limit here).
+    assert lag < 0.5, f"the loop was blocked {lag:.2f} s"
 
 
 async def _refused(storage: StateStorage) -> None:

@@ -19,12 +19,18 @@ FORMAT_TAG = "$partition"
 FORMAT_VERSION = 1
 
 
+#: Items longer than this are parsed, and their records decoded, off the event loop.
+LARGE_ITEM_CHARS = 256 * 1024
+
+
 @dataclass(frozen=True)
 class Record:
-    """One record: its codec JSON value and its own e_tag."""
+    """One record: its codec JSON value and its own e_tag; ``large`` when it came from an
+    item long enough that decoding it belongs off the event loop."""
 
     e_tag: str
     value: Any
+    large: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -109,14 +115,15 @@ def parse(item_id: str, item: Optional[Item]) -> Partition:
         document = json.loads(item.text)
     except (ValueError, RecursionError):
         return Partition(item_id, item.e_tag, unreadable="the stored item is not valid JSON")
+    large = len(item.text) > LARGE_ITEM_CHARS
     if not isinstance(document, dict) or FORMAT_TAG not in document:
         # An item of an earlier version: the whole item is one record under its own key.
-        return Partition(item_id, item.e_tag, records={item_id: Record(item.e_tag, document)})
+        return Partition(item_id, item.e_tag, records={item_id: Record(item.e_tag, document, large)})
     try:
         return Partition(
             item_id,
             item.e_tag,
-            records=_records(document["records"]),
+            records=_records(document["records"], large),
             pending=_pending(document.get("pending")),
             commits=_commits(document.get("commits", {})),
         )
@@ -128,16 +135,16 @@ def _record_json(record: Record) -> Dict[str, Any]:
     return {"e_tag": record.e_tag, "value": record.value}
 
 
-def _record(data: Any) -> Record:
+def _record(data: Any, large: bool = False) -> Record:
     if not isinstance(data, dict) or not isinstance(data.get("e_tag"), str) or "value" not in data:
         raise ValueError("a record needs an e_tag and a value")
-    return Record(data["e_tag"], data["value"])
+    return Record(data["e_tag"], data["value"], large)
 
 
-def _records(data: Any) -> Dict[str, Record]:
+def _records(data: Any, large: bool) -> Dict[str, Record]:
     if not isinstance(data, dict):
         raise ValueError("records must be an object")
-    return {str(key): _record(value) for key, value in data.items()}
+    return {str(key): _record(value, large) for key, value in data.items()}
 
 
 def _pending(data: Any) -> Optional[Pending]:

@@ -8,6 +8,7 @@ written of each partition is kept, as the base the next write starts from.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections import OrderedDict
@@ -17,7 +18,7 @@ from typing import Callable, Dict, Iterable, Optional, Sequence
 from ..conditions import ABSENT, if_match
 from ..errors import ItemTooLargeError, PreconditionFailedError, StorageError
 from .items import Item, ItemStore, Put
-from .partition import Partition, parse
+from .partition import LARGE_ITEM_CHARS, Partition, parse
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Partitions:
         """Read partitions in one round trip, resolving any transaction marker they carry."""
         wanted = list(item_ids)
         items = await self.items.get(wanted)
-        partitions = {item_id: self._parse(item_id, items.get(item_id)) for item_id in wanted}
+        partitions = {item_id: await self._parse(item_id, items.get(item_id)) for item_id in wanted}
         for item_id in wanted:
             if partitions[item_id].pending is not None and not partitions[item_id].unreadable:
                 partitions[item_id] = await self._resolve(partitions[item_id], partitions)
@@ -60,12 +61,14 @@ class Partitions:
             self._remember(partition)
         return partitions
 
-    def _parse(self, item_id: str, item: Optional[Item]) -> Partition:
+    async def _parse(self, item_id: str, item: Optional[Item]) -> Partition:
         """An item larger than any this store writes was planted: refused before parsing,
-        so it can neither stall the loop nor fill memory."""
-        if item is not None and len(item.text) > self.items.max_item_bytes:
+        so it can neither stall the loop nor fill memory; a large one is parsed on a thread."""
+        if item is None or len(item.text) <= LARGE_ITEM_CHARS:
+            return parse(item_id, item)
+        if len(item.text) > self.items.max_item_bytes:
             return Partition(item_id, item.e_tag, unreadable="the stored item is larger than this store's limit")
-        return parse(item_id, item)
+        return await asyncio.to_thread(parse, item_id, item)
 
     async def _resolve(self, partition: Partition, known: Dict[str, Partition]) -> Partition:
         """A partition with a transaction's marker, as it stands: applied if the home
@@ -77,7 +80,7 @@ class Partitions:
         home = known.get(pending.home)
         for _ in range(RESOLVE_ATTEMPTS):
             if home is None:
-                home = self._parse(pending.home, (await self.items.get([pending.home])).get(pending.home))
+                home = await self._parse(pending.home, (await self.items.get([pending.home])).get(pending.home))
             if home.commits.get(partition.item_id) == pending.tx:
                 return await self.rolled_forward(partition)
             if self._clock() < pending.expires + CLOCK_MARGIN_SECONDS:

@@ -27,7 +27,7 @@ T = TypeVar("T")
 #: Times a write is tried again when its partition changed but its own records did not.
 MERGE_ATTEMPTS = 4
 
-__all__ = ["Change", "StateStorage", "decode_record", "new_etag"]
+__all__ = ["Change", "StateStorage", "decode_off_loop", "decode_record", "new_etag"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ class StateStorage(Storage):
         if keys is None:
             raise Exception("Keys are required when reading")
         records = await self.read_records(keys)
-        return {key: decode_record(key, record) for key, record in records.items()}
+        return {key: await decode_off_loop(key, record) for key, record in records.items()}
 
     async def write(self, changes: Dict[str, Any]) -> None:
         if changes is None:
@@ -229,6 +229,13 @@ def _without_etag(item: Any) -> Any:
     if isinstance(item, dict) and "e_tag" in item:
         return {key: value for key, value in item.items() if key != "e_tag"}
     return item
+
+
+async def decode_off_loop(key: str, record: Record) -> Any:
+    """``decode_record``, on a thread for a record from a large item (the loop stays free)."""
+    if record.large:
+        return await asyncio.to_thread(decode_record, key, record)
+    return decode_record(key, record)
 
 
 def decode_record(key: str, record: Record) -> Any:

@@ -20,7 +20,7 @@ from ..keys import TurnIds
 from ..errors import UnsafeDocumentError
 from ..conditions import ABSENT, WriteCondition, condition_of, if_match
 from ..stores.partition import Record
-from ..stores.state_storage import Change, StateStorage, decode_record
+from ..stores.state_storage import Change, StateStorage, decode_off_loop
 
 
 @dataclass
@@ -83,7 +83,7 @@ class TurnScopedStorage(Storage):
                 if not staged.delete:
                     items[key] = staged.value
             elif snapshot.read.get(key) is not None:
-                items[key] = decode_record(key, snapshot.read[key])
+                items[key] = await decode_off_loop(key, snapshot.read[key])
         return items
 
     async def write(self, changes: Dict[str, Any]) -> None:
