@@ -5,12 +5,9 @@ on its thread), a WAL kept short, and a full disk reported before a turn fails o
 from __future__ import annotations
 
 import asyncio
-import errno
 import multiprocessing as mp
-import shutil
-import subprocess
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, List, Tuple, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, List, Tuple, TypeVar
 
 import pytest
 
@@ -24,6 +21,7 @@ from state_engine.stores import StateStorage, sqlite_storage
 from state_engine.stores.items import Put
 from state_engine.stores.sqlite import SqliteItems, SqliteSettings
 from state_engine.testing.loop_lag import max_loop_lag
+from state_engine.testing.plugin import fill
 from state_engine.testing.sqlite_lock import WriteLock
 
 T = TypeVar("T")
@@ -228,40 +226,6 @@ async def test_the_wal_is_checkpointed_on_the_thread(tmp_path: Path) -> None:
 
 
 # --- a full disk ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """An 8 MiB tmpfs of our own, to fill without filling the machine's disk."""
-    folder = tmp_path / "small-disk"
-    folder.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no `mount` command: cannot make a small disk to fill")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=True)
-
-
-def fill(path: Path) -> None:
-    """Write ``path`` until the disk refuses another byte."""
-    chunk = b"\0" * 65536
-    with open(path, "wb", buffering=0) as filler:
-        try:
-            while True:
-                filler.write(chunk)
-        except OSError as error:
-            assert error.errno == errno.ENOSPC, error
-        try:
-            while True:
-                filler.write(b"\0")
-        except OSError as error:
-            assert error.errno == errno.ENOSPC, error
 
 
 async def test_ping_says_the_disk_is_full_and_a_write_on_it_changes_nothing(small_disk: Path) -> None:

@@ -1,11 +1,15 @@
 """The engine's pytest plugin (registered by its entry point): real emulators as fixtures.
 
 ``azurite`` and ``cosmos_emulator`` start once per session on free loopback ports;
-``backend_env("table")`` gives settings for a fresh table, starting what it needs.
+``backend_env("table")`` gives settings for a fresh table, starting what it needs;
+``small_disk`` is a tmpfs of its own to fill (tests run as root), with ``fill`` to fill it.
 """
 
 from __future__ import annotations
 
+import errno
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Callable, Dict, Iterator
 
@@ -42,3 +46,37 @@ def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str
         return env_for_backend(name, emulator, tmp_path)
 
     return env_for
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs of our own, to fill without filling the machine's disk."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no `mount` command: cannot make a small disk to fill")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until the disk refuses another byte."""
+    chunk = b"\0" * 65536
+    with open(path, "wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(chunk)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error
+        try:
+            while True:
+                filler.write(b"\0")
+        except OSError as error:
+            assert error.errno == errno.ENOSPC, error

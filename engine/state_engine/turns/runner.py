@@ -17,7 +17,7 @@ from copy import copy
 from dataclasses import dataclass
 from typing import Dict, List, Sequence
 
-from botbuilder.core import Bot, BotState, TurnContext
+from botbuilder.core import Bot, BotState, MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 
 from .. import keys
@@ -131,7 +131,9 @@ class TurnRunner(Bot):
     async def on_turn(self, context: TurnContext) -> None:
         """Run the turn until its state is saved, then send its replies. A StorageError
         ends it with one message saying why; any other error from the bot goes to the
-        adapter's ``on_turn_error`` with the failed attempt's replies and changes dropped."""
+        adapter's ``on_turn_error`` with the failed attempt's replies and changes dropped.
+        The conversation is free for its next turn once the state is saved: a slow channel
+        delays only this turn's replies."""
         loop = asyncio.get_running_loop()
         save_by = loop.time() + self._deadline * (1 - SAVE_RESERVE)
         phase = [_Phase.RUNNING]
@@ -139,12 +141,10 @@ class TurnRunner(Bot):
         try:
             async with deadline:
                 async with self._lock_for(context):
-                    try:
-                        await self._run_with_retries(context, save_by, phase)
-                    except _OutOfTime:
-                        await context.send_activity(self._messages.too_slow)
-                    except StorageError as error:
-                        await context.send_activity(self._explain(error))
+                    replies = await self._outcome(context, save_by, phase)
+                phase[0] = _Phase.SENDING
+                if replies:
+                    await context.send_activities(replies)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -163,7 +163,16 @@ class TurnRunner(Bot):
             self._conversation_locks[key] = lock
         return lock
 
-    async def _run_with_retries(self, context: TurnContext, save_by: float, phase: List[_Phase]) -> None:
+    async def _outcome(self, context: TurnContext, save_by: float, phase: List[_Phase]) -> List[Activity]:
+        """What the user is told: the saved attempt's replies, or why nothing was saved."""
+        try:
+            return await self._run_with_retries(context, save_by, phase)
+        except _OutOfTime:
+            return [MessageFactory.text(self._messages.too_slow)]
+        except StorageError as error:
+            return [MessageFactory.text(self._explain(error))]
+
+    async def _run_with_retries(self, context: TurnContext, save_by: float, phase: List[_Phase]) -> List[Activity]:
         loop = asyncio.get_running_loop()
         for attempt in range(self._policy.max_retries + 1):
             if attempt:
@@ -184,12 +193,9 @@ class TurnRunner(Bot):
                 continue
             finally:
                 self._storage.end(token)
-            phase[0] = _Phase.SENDING
-            if attempt_context.outbox:
-                await context.send_activities(attempt_context.outbox)
-            return
+            return attempt_context.outbox
         logger.warning("turn gave up after %d attempts", self._policy.max_retries + 1)
-        await context.send_activity(self._messages.busy)
+        return [MessageFactory.text(self._messages.busy)]
 
     def _turn_keys(self, context: TurnContext) -> List[str]:
         """Every record this turn may touch: its state scopes and the records the keys module names."""
