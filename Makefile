@@ -54,7 +54,7 @@ chromium:
 # Once, after upgrading from the earlier one-item-per-record layout: moves those records
 # into their conversation's item (STORAGE and its settings come from the environment / .env).
 migrate: $(VENV)/.runtime
-	$(PY) -m state_engine.migrate
+	$(PY) tools/migrate.py
 
 # The zip that `az webapp deploy --type zip` uploads (App Service installs requirements.txt).
 package:

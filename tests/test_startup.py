@@ -54,6 +54,8 @@ def only_line(result: subprocess.CompletedProcess) -> str:
         ({"LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"MicrosoftAppType": "SingleTenant", "MicrosoftAppId": "some-app"}, "MicrosoftAppTenantId"),
         ({"BotOpenIdMetadata": "http://example.com/openid"}, "BotOpenIdMetadata"),
+        ({"STORAGE": "sqlite", "SQLITE_PATH": "/proc/no-such-folder/state.sqlite3"}, "SQLITE_PATH"),
+        ({"STORAGE": "blob", "BLOB_CONNECTION_STRING": "AccountName=x;AccountKey=abc"}, "BLOB_CONNECTION_STRING"),
     ],
 )
 def test_bad_setting_stops_start_up_with_one_line_naming_it(env, setting, tmp_path):

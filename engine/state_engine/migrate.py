@@ -7,9 +7,6 @@ gets its user's membership entry, so ``forget me`` finds it. Safe to run twice, 
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -18,7 +15,6 @@ from .conditions import if_match
 from .errors import PreconditionFailedError, UnsafeDocumentError
 from .stores.items import Put
 from .stores.partition import FORMAT_TAG, Partition, Record, parse
-from .stores.registry import STORAGE, create_storage, read_backend_settings
 from .stores.state_storage import Change, StateStorage, decode_record
 
 
@@ -88,27 +84,3 @@ def _conversation_of(partition_id: str) -> Tuple[str, str]:
 def _private_state_user(key: str, partition_id: str) -> Optional[str]:
     channel, conversation = _conversation_of(partition_id)
     return keys.user_of_private_key(channel, conversation, key) if conversation else None
-
-
-def main() -> None:
-    """``python -m state_engine.migrate``: migrate the store the environment names (STORAGE...)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    backend = STORAGE.read(os.environ)
-
-    async def run() -> MigrationReport:
-        storage = create_storage(backend, read_backend_settings(backend, os.environ))
-        try:
-            return await migrate(storage)
-        finally:
-            await storage.close()
-
-    report = asyncio.run(run())
-    print(
-        f"STORAGE={backend}: {report.moved} records moved into their conversation's item, "
-        f"{report.kept_newer} older copies and {report.dropped} unreadable items removed"
-    )
-
-
-if __name__ == "__main__":
-    main()

@@ -95,13 +95,12 @@ async def test_state_survives_reopening_the_file(tmp_path: Path) -> None:
     await second.close()
 
 
-async def test_unusable_path_names_the_setting(tmp_path: Path) -> None:
+def test_an_unusable_path_stops_start_up_naming_the_setting(tmp_path: Path) -> None:
+    """Refused when the store is made (at start-up), not at the first turn."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where a folder should be")
-    storage = sqlite_storage(blocker / "state.sqlite3")
     with pytest.raises(StorageConfigurationError, match="SQLITE_PATH"):
-        await storage.read(["anything"])
-    await storage.close()
+        sqlite_storage(blocker / "state.sqlite3")
 
 
 async def test_a_batch_across_partitions_with_one_failed_condition_writes_nothing(

@@ -101,14 +101,19 @@ class SqliteItems(ItemStore):
         self._connection: Optional[sqlite3.Connection] = None
         self._fast: Optional[sqlite3.Connection] = None
         self._fast_commits = 0
+        self._check_path()
+
+    def _check_path(self) -> None:
+        """A path that cannot work stops start-up, naming SQLITE_PATH (not the first turn)."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(self._path).close()
+        except (OSError, sqlite3.Error) as error:
+            raise StorageConfigurationError(f"SQLITE_PATH={self._path}: cannot open the database ({error})") from error
 
     @property
     def path(self) -> Path:
         return self._path
-
-    def open(self) -> None:
-        """Open (and create) the file now, so a path that cannot work stops start-up."""
-        self._connect()
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:

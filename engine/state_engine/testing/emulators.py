@@ -79,7 +79,7 @@ class CosmosEmulator(Emulator):
 def _require_node_script(script: Path) -> str:
     node = shutil.which("node")
     if node is None:
-        raise EmulatorError("`node` is not on PATH: install Node.js 22+ to run the emulators")
+        raise EmulatorError("`node` is not on PATH: install Node.js 20 or later to run the emulators")
     if not script.exists():
         raise EmulatorError(f"{script} is missing: run `npm ci` (make test does) first")
     return node
