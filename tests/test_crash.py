@@ -15,7 +15,7 @@ from typing import Callable, Dict, Iterator
 import pytest
 
 import data_models  # noqa: F401  (registers the data models with the codec, to read them back)
-from state_engine.stores import create_storage, read_backend_settings
+from state_engine.testing.backends import read_back
 from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, ChannelServer, EmulatorClient
 
 CRASHING = [sys.executable, str(PROJECT_ROOT / "tests" / "crashing_bot.py")]
@@ -39,23 +39,13 @@ def channel() -> Iterator[ChannelServer]:
 
 def stored(env: Dict[str, str], conversation: str) -> Dict[str, object]:
     """The user's records as the store holds them now, read through a fresh store."""
-    import asyncio
-
     keys = {
         "user": "emulator/users/ada",
         "private": f"emulator/conversations/{conversation}/users/ada/",
         "log": f"emulator/conversations/{conversation}/log",
     }
-
-    async def read() -> Dict[str, object]:
-        store = create_storage(env["STORAGE"], read_backend_settings(env["STORAGE"], env))
-        try:
-            found = await store.read(list(keys.values()))
-        finally:
-            await store.close()
-        return {name: found.get(key) for name, key in keys.items()}
-
-    return asyncio.run(read())
+    found = read_back(env, list(keys.values()))
+    return {name: found.get(key) for name, key in keys.items()}
 
 
 def named(records: Dict[str, object]) -> bool:

@@ -6,46 +6,18 @@ with the store's own listing, so a record of the forgotten user cannot hide anyw
 
 from __future__ import annotations
 
-import asyncio
 from typing import Callable, Dict, List
 
 import pytest
 
 import data_models  # noqa: F401  (registers the data models with the codec, to read them back)
 from state_engine import keys
-from state_engine.stores import create_storage, read_backend_settings
-from state_engine.testing.backends import PERSISTENT
+from state_engine.testing.backends import PERSISTENT, read_back, stored_items
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
 from state_engine.testing.race import Message, send_together
 
 ASK_AGE = "How old are you? (type 'skip' to leave it out)"
 MANY = 150
-
-
-def stored_texts(env: Dict[str, str]) -> Dict[str, str]:
-    """Every item in the store, as its raw JSON text, by item id."""
-
-    async def dump() -> Dict[str, str]:
-        store = create_storage(env["STORAGE"], read_backend_settings(env["STORAGE"], env))
-        try:
-            ids = await store.items.list_ids("")
-            found = await store.items.get(ids)
-        finally:
-            await store.close()
-        return {item_id: item.text for item_id, item in found.items()}
-
-    return asyncio.run(dump())
-
-
-def records(env: Dict[str, str], wanted: List[str]) -> Dict[str, object]:
-    async def read() -> Dict[str, object]:
-        store = create_storage(env["STORAGE"], read_backend_settings(env["STORAGE"], env))
-        try:
-            return await store.read(wanted)
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 @pytest.mark.parametrize("backend", PERSISTENT)
@@ -76,7 +48,7 @@ def test_forget_me_in_a_group_takes_only_what_is_mine(
         assert reply.startswith("I have deleted everything I stored about you: ")
         assert "1 of them only you were in, deleted whole" in reply
 
-        texts = stored_texts(env)
+        texts = stored_items(env)
         assert not [item_id for item_id in texts if "/bo" in item_id or item_id.endswith("/bo")]
         marks = ('bo-secret-words', '"bo"', 'users/bo"', 'users/bo/')
         leaks = [item_id for item_id, text in texts.items() if any(mark in text for mark in marks)]
@@ -103,13 +75,13 @@ def test_forget_me_reaches_every_conversation_however_many(
         client = EmulatorClient(bot.url, channel)
         assert client.say("hi", "other", "someone-else")[-1] == "What is your name?"
         index = [keys.membership("emulator", "max", c) for c in conversations]
-        assert len(records(env, index)) == MANY
+        assert len(read_back(env, index)) == MANY
 
         [reply] = client.say("forget me", conversations[0], "max")
         assert reply.startswith("I have deleted everything I stored about you: ")
         assert f"in {MANY} conversations" in reply
 
-    texts = stored_texts(env)
+    texts = stored_items(env)
     remaining = {item_id: text for item_id, text in texts.items() if "max" in item_id or '"max"' in text}
     assert remaining == {}
     others = [item_id for item_id in texts if "someone-else" in item_id or item_id.endswith("/other")]

@@ -7,16 +7,14 @@ Afterwards the stored records are read back and must tell one serial story.
 
 from __future__ import annotations
 
-import asyncio
 import sys
-from typing import Callable, Dict, Iterator, List
+from typing import Callable, Dict, Iterator
 
 import pytest
 
 import data_models  # noqa: F401  (registers the data models with the codec, to read them back)
 from state_engine import keys
-from state_engine.stores import create_storage, read_backend_settings
-from state_engine.testing.backends import PERSISTENT
+from state_engine.testing.backends import PERSISTENT, read_back
 from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, ChannelServer
 from state_engine.testing.race import (
     Message,
@@ -36,19 +34,6 @@ CONVERSATIONS = 12
 def channel() -> Iterator[ChannelServer]:
     with ChannelServer() as server:
         yield server
-
-
-def read_back(env: Dict[str, str], wanted: List[str]) -> Dict[str, object]:
-    """Records as the store holds them, through a store of its own."""
-
-    async def read() -> Dict[str, object]:
-        store = create_storage(env["STORAGE"], read_backend_settings(env["STORAGE"], env))
-        try:
-            return await store.read(wanted)
-        finally:
-            await store.close()
-
-    return asyncio.run(read())
 
 
 def check_group_race(env: Dict[str, str], result: RaceResult) -> None:

@@ -7,11 +7,12 @@ with the service's own SDK, bypassing the engine entirely (for the stored-data t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Awaitable, Callable, Dict, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 from .emulators import COSMOS_EMULATOR_KEY, Azurite, CosmosEmulator, Emulator, unique_name
 
@@ -140,3 +141,33 @@ def backend_env(name: str, emulator: Optional[Emulator] = None, folder: Optional
     """Settings that put a store or a bot on backend ``name``, on a fresh container,
     table or file (pass the same dict to two processes to share one store)."""
     return HOOKS[name].env(emulator, folder or Path("/tmp"))
+
+
+def read_back(env: Dict[str, str], keys: List[str], decoded: bool = True) -> Dict[str, Any]:
+    """The records of ``keys`` as the store named by ``env`` holds them now, read through a
+    store of its own (decoded, or as undecoded records), from synchronous test code."""
+    from ..stores import create_storage, read_backend_settings
+
+    async def read() -> Dict[str, Any]:
+        store = create_storage(env["STORAGE"], read_backend_settings(env["STORAGE"], env))
+        try:
+            return await (store.read(keys) if decoded else store.read_records(keys))
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def stored_items(env: Dict[str, str]) -> Dict[str, str]:
+    """Every item the store named by ``env`` holds, as its raw JSON text, by item id."""
+    from ..stores import open_items, read_backend_settings
+
+    async def dump() -> Dict[str, str]:
+        items = open_items(env["STORAGE"], read_backend_settings(env["STORAGE"], env))
+        try:
+            found = await items.get(await items.list_ids(""))
+        finally:
+            await items.close()
+        return {item_id: item.text for item_id, item in found.items()}
+
+    return asyncio.run(dump())
