@@ -125,7 +125,7 @@ def test_a_frozen_store_costs_each_turn_its_deadline_at_most(tmp_path: Path, bac
             for name in names:
                 assert client.say("add cheese", name, name)[-1] == "Added cheese. Order: cheese"
 
-            emulator.process.send_signal(signal.SIGSTOP)
+            emulator.process.signal(signal.SIGSTOP)
             messages = [Message(bot.url, name, name, "add ham") for name in names]
             _, seconds = send_together(messages, channel)
             heard = [reply_texts(channel, message) for message in messages]
@@ -135,7 +135,7 @@ def test_a_frozen_store_costs_each_turn_its_deadline_at_most(tmp_path: Path, bac
             status, _ = http_get(f"{bot.url}/healthz", timeout=15)
             assert status == 503
 
-            emulator.process.send_signal(signal.SIGCONT)
+            emulator.process.signal(signal.SIGCONT)
             time.sleep(DEADLINE + 2.5)  # anything left half-way has expired and may be fenced off
             for name in names:
                 order = client.say("order", name, name)
@@ -143,5 +143,5 @@ def test_a_frozen_store_costs_each_turn_its_deadline_at_most(tmp_path: Path, bac
             assert http_get(f"{bot.url}/healthz")[0] == 200
             assert bot.alive
     finally:
-        emulator.process.send_signal(signal.SIGCONT)
+        emulator.process.signal(signal.SIGCONT)
         emulator.stop()

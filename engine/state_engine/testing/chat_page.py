@@ -13,12 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
 from .paths import PROJECT_ROOT
+from .processes import LoggedProcess
 
 ADDRESS_LINE = "Chat with the bot: "
 # A developer's identity and cloud stores stay out: the chat runs locally on SQLite.
@@ -60,7 +60,7 @@ class ChatCommand:
             **env,
         }
         self.log_path = log_path or Path(f"/tmp/chat-{self.page_port}-{uuid.uuid4().hex[:6]}.log")
-        self._process: Optional[subprocess.Popen] = None
+        self._process = LoggedProcess(self.command, self.log_path, self.env)
 
     def run(self, timeout: float = START_TIMEOUT_SECONDS) -> subprocess.CompletedProcess:
         """Run to completion (a start-up check that fails): exit code and output."""
@@ -75,37 +75,19 @@ class ChatCommand:
 
     def start(self) -> "ChatCommand":
         """Start and wait for the page's address, which it prints once all is up."""
-        start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                self.command, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while time.monotonic() < deadline:
-            if ADDRESS_LINE in self.logs()[start_offset:]:
-                return self
-            if self._process.poll() is not None:
-                break
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"tools/chat.py did not print the page's address:\n{self.logs()}")
+        self._process.start(lambda new_log: ADDRESS_LINE in new_log, START_TIMEOUT_SECONDS, "tools/chat.py")
+        return self
 
     def stop(self) -> Optional[int]:
         """Ctrl+C: SIGINT, then the exit code (None when it was not running)."""
-        if self._process is None:
-            return None
-        process, self._process = self._process, None
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-        try:
-            return process.wait(STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise RuntimeError(f"tools/chat.py did not stop on SIGINT:\n{self.logs()}") from None
+        running = self._process.alive
+        code = self._process.stop(signal.SIGINT, STOP_TIMEOUT_SECONDS)
+        if running and code is None:
+            raise RuntimeError(f"tools/chat.py did not stop on SIGINT:\n{self.logs()}")
+        return code
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self._process.logs()
 
     def __enter__(self) -> "ChatCommand":
         return self.start()

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import signal
-import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List
 
 from .paths import PROJECT_ROOT
+from .processes import LoggedProcess, StartError
 
 # The well-known development keys both emulators accept (public, not secrets).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -43,19 +41,13 @@ class Emulator:
     """A running server process, its log file and the ports it announced."""
 
     name: str
-    process: subprocess.Popen
+    process: LoggedProcess
     log_path: Path
     ports: Dict[str, int]
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after a grace period (Azurite does not always exit)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(STOP_GRACE_SECONDS)
+        self.process.stop(grace=STOP_GRACE_SECONDS)
 
 
 @dataclass
@@ -85,37 +77,24 @@ def _require_node_script(script: Path) -> str:
     return node
 
 
-def _start(
-    name: str, command: List[str], log_path: Path, patterns: Dict[str, str]
-) -> tuple[subprocess.Popen, Dict[str, int]]:
+def _start(name: str, command: List[str], log_path: Path, patterns: Dict[str, str]) -> tuple[LoggedProcess, Dict[str, int]]:
     """Start ``command`` (the server itself, so its PID is ours to stop) and wait
     until its log announced every port in ``patterns``."""
-    log = open(log_path, "wb")
-    process = subprocess.Popen(
-        command, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
-    log.close()
-    deadline = time.monotonic() + START_TIMEOUT_SECONDS
     ports: Dict[str, int] = {}
-    while time.monotonic() < deadline:
-        text = log_path.read_text(errors="replace")
+
+    def announced(log: str) -> bool:
         for service, pattern in patterns.items():
-            match = re.search(pattern, text)
+            match = re.search(pattern, log)
             if match:
                 ports[service] = int(match.group(1))
-        if len(ports) == len(patterns):
-            return process, ports
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-    raise EmulatorError(
-        f"{name} did not become ready within {START_TIMEOUT_SECONDS:.0f}s "
-        f"(exit code {process.returncode}); its log ({log_path}):\n"
-        + log_path.read_text(errors="replace")[-2000:]
-    )
+        return len(ports) == len(patterns)
+
+    process = LoggedProcess(command, log_path)
+    try:
+        process.start(announced, START_TIMEOUT_SECONDS, name)
+    except StartError as error:
+        raise EmulatorError(str(error)) from None
+    return process, ports
 
 
 def start_azurite(workdir: Path) -> Azurite:

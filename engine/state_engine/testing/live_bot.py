@@ -17,10 +17,8 @@ import itertools
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -30,6 +28,7 @@ from typing import Any, Dict, List, Optional
 from aiohttp import web
 
 from .paths import PROJECT_ROOT
+from .processes import LoggedProcess
 
 
 def free_port() -> int:
@@ -150,41 +149,21 @@ class BotProcess:
             **env,
         }
         self.log_path = log_path or Path(f"/tmp/bot-{self.port}-{uuid.uuid4().hex[:6]}.log")
-        self._process: Optional[subprocess.Popen] = None
+        self._process = LoggedProcess(self._command, self.log_path, self._env)
 
     def start(self, timeout: float = 30) -> "BotProcess":
-        log = open(self.log_path, "ab")
-        self._process = subprocess.Popen(
-            self._command,
-            cwd=PROJECT_ROOT,
-            env=self._env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"the bot exited at start-up:\n{self.logs()}")
-            try:
-                status, _ = http_get(f"{self.url}/healthz", timeout=2)
-                if status in (200, 503):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"the bot did not answer /healthz in {timeout}s:\n{self.logs()}")
+        """Start and wait until /healthz answers (200, or 503 when its store is down)."""
+        self._process.start(lambda _log: self._answers(), timeout, "the bot")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return http_get(f"{self.url}/healthz", timeout=2)[0] in (200, 503)
+        except OSError:
+            return False
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(5)
-        self._process = None
+        self._process.stop()
 
     def restart(self) -> "BotProcess":
         self.stop()
@@ -192,15 +171,14 @@ class BotProcess:
 
     @property
     def pid(self) -> int:
-        assert self._process is not None, "the bot is not running"
         return self._process.pid
 
     @property
     def alive(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process.alive
 
     def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return self._process.logs()
 
     def __enter__(self) -> "BotProcess":
         return self.start()

@@ -1,0 +1,79 @@
+"""One way to run a server for a test or a benchmark: start it with its output in a log
+file, wait until it is ready, stop it (a signal, then a kill after a grace period).
+
+The bot, the emulators and ``make chat`` under test are all started through it, so a
+process that dies at start-up always fails with its own log in the message.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+from .paths import PROJECT_ROOT
+
+
+class StartError(RuntimeError):
+    """A process exited, or did not become ready in time; the message holds its log."""
+
+
+class LoggedProcess:
+    """A command run from the project folder, stdout and stderr appended to ``log_path``."""
+
+    def __init__(self, command: List[str], log_path: Path, env: Optional[Dict[str, str]] = None) -> None:
+        self.command = command
+        self.log_path = log_path
+        self.env = env
+        self._process: Optional[subprocess.Popen] = None
+
+    def start(self, ready: Callable[[str], bool], timeout: float, what: str) -> None:
+        """Start, then wait until ``ready`` (given the log written since) says it is up."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                self.command, cwd=PROJECT_ROOT, env=self.env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready(self.logs()[offset:]):
+                return
+            if self._process.poll() is not None:
+                raise StartError(f"{what} exited at start-up (code {self._process.returncode}):\n{self.logs()[-3000:]}")
+            time.sleep(0.05)
+        self.stop()
+        raise StartError(f"{what} was not ready within {timeout:.0f} s:\n{self.logs()[-3000:]}")
+
+    def stop(self, how: int = signal.SIGTERM, grace: float = 10.0) -> Optional[int]:
+        """Send ``how``, wait ``grace`` seconds, then kill; the exit code (None if not running)."""
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(how)
+        try:
+            return process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+            return None
+
+    def signal(self, how: int) -> None:
+        """Send a signal without waiting (e.g. SIGSTOP to freeze a server)."""
+        if self._process is not None:
+            self._process.send_signal(how)
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "the process is not running"
+        return self._process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
