@@ -1,4 +1,4 @@
-"""The pooled connector factory (adapter/connector_factory.py) against a real local
+"""The pooled connector factory (state_engine.hosting.connectors) against a real local
 channel: replies arrive as the SDK would send them, over one kept-alive
 connection, with the bot's token when it has an app id, and a reply the channel
 never answers fails within its time budget.
@@ -31,7 +31,7 @@ from botframework.connector.auth import (
     PasswordServiceClientCredentialFactory,
 )
 
-from state_engine.hosting import connectors as connector_factory
+from state_engine.hosting.connectors import replies as pooled_replies
 from state_engine.hosting.connectors import (
     SEND_BUDGET_SECONDS,
     ChannelRequestError,
@@ -257,7 +257,7 @@ async def test_a_refused_reply_raises_with_the_status_and_the_channels_reason(ch
 
 async def test_an_unreachable_channel_raises_a_clear_error(monkeypatch):
     # The retry waits (1.6 s, 3.2 s, as msrest waits) are not what is tested here.
-    monkeypatch.setattr(connector_factory, "_RETRY_WAITS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(pooled_replies, "_RETRY_WAITS", (0.0, 0.0, 0.0))
     auth = authentication()
     try:
         connector = await auth.create_connector_factory(bot_claims(None)).create(
