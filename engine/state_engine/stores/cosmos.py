@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import binascii
 import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 from urllib.parse import urlparse
 
 from azure.core import MatchConditions
@@ -224,9 +225,11 @@ class CosmosItems(ItemStore):
             f"Cosmos DB (COSMOS_DB_URI) cannot be reached: {type(error).__name__}"
         )
 
-    async def _call(self, item_id: str, work: Any) -> Any:
+    @contextlib.contextmanager
+    def _errors(self, item_id: str) -> Iterator[None]:
+        """The SDK's errors inside the block, in the engine's vocabulary."""
         try:
-            return await work
+            yield
         except StorageError:
             raise
         except cosmos_errors.CosmosHttpResponseError as error:
@@ -243,75 +246,62 @@ class CosmosItems(ItemStore):
 
     async def _read(self, container: ContainerProxy, item_id: str) -> Optional[Item]:
         cosmos_id = cosmos_item_id(item_id)
-        try:
-            body = await container.read_item(cosmos_id, partition_key=cosmos_id)
-        except cosmos_errors.CosmosResourceNotFoundError as error:
-            if _container_missing(error):
-                raise self._translate(error, item_id) from error
-            return None
-        except cosmos_errors.CosmosHttpResponseError as error:
-            raise self._translate(error, item_id) from error
-        except (AzureError, asyncio.TimeoutError, OSError) as error:
-            raise self._unreachable(error) from error
+        with self._errors(item_id):
+            try:
+                body = await container.read_item(cosmos_id, partition_key=cosmos_id)
+            except cosmos_errors.CosmosResourceNotFoundError as error:
+                if _container_missing(error):
+                    raise
+                return None
         # Back to JSON text, so that the engine (and only it) decides what the content becomes.
         return Item(json.dumps(body.get("document"), ensure_ascii=False), body["_etag"])
 
     async def put(self, put: Put) -> Optional[str]:
         container = await self._get_container()
+        with self._errors(put.item_id):
+            try:
+                return await self._write(container, put)
+            except (cosmos_errors.CosmosResourceExistsError, cosmos_errors.CosmosResourceNotFoundError) as error:
+                if _container_missing(error):
+                    raise
+                if put.text is None and put.condition.expect is Expect.ANYTHING:
+                    return None  # deleting what is not there
+                raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
+
+    async def _write(self, container: ContainerProxy, put: Put) -> Optional[str]:
         cosmos_id = cosmos_item_id(put.item_id)
         expect = put.condition.expect
         match = {"etag": put.condition.e_tag, "match_condition": MatchConditions.IfNotModified}
-        try:
-            if put.text is None:
-                options = match if expect is Expect.MATCH else {}
-                await container.delete_item(cosmos_id, partition_key=cosmos_id, **options)
-                return None
-            body = {"id": cosmos_id, "realId": put.item_id, "document": json.loads(put.text)}
-            if expect is Expect.ANYTHING:
-                written = await container.upsert_item(body)
-            elif expect is Expect.ABSENT:
-                written = await container.create_item(body)
-            else:
-                written = await container.replace_item(cosmos_id, body, **match)
-            return written["_etag"]
-        except cosmos_errors.CosmosResourceExistsError:
-            raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
-        except cosmos_errors.CosmosResourceNotFoundError as error:
-            if _container_missing(error):
-                raise self._translate(error, put.item_id) from error
-            if put.text is None and expect is Expect.ANYTHING:
-                return None
-            raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
-        except cosmos_errors.CosmosHttpResponseError as error:
-            raise self._translate(error, put.item_id) from error
-        except (AzureError, asyncio.TimeoutError, OSError) as error:
-            raise self._unreachable(error) from error
+        if put.text is None:
+            await container.delete_item(cosmos_id, partition_key=cosmos_id, **(match if expect is Expect.MATCH else {}))
+            return None
+        body = {"id": cosmos_id, "realId": put.item_id, "document": json.loads(put.text)}
+        if expect is Expect.ANYTHING:
+            written = await container.upsert_item(body)
+        elif expect is Expect.ABSENT:
+            written = await container.create_item(body)
+        else:
+            written = await container.replace_item(cosmos_id, body, **match)
+        return written["_etag"]
 
     async def list_ids(self, prefix: str) -> List[str]:
         container = await self._get_container()
         query = "SELECT c.realId FROM c WHERE STARTSWITH(c.realId, @prefix)"
-
-        async def collect() -> List[str]:
+        with self._errors(prefix):
             rows = container.query_items(query, parameters=[{"name": "@prefix", "value": prefix}])
             return sorted([row["realId"] async for row in rows if isinstance(row.get("realId"), str)])
 
-        return await self._call(prefix, collect())
-
     async def ping(self) -> None:
-        """The container must exist and answer (a read of its properties)."""
+        """The container must exist and answer (a read of its properties; a key that may
+        not read them is judged by its first item call instead)."""
         container = await self._get_container()
-        try:
-            await container.read()
-        except cosmos_errors.CosmosResourceNotFoundError:
-            self._container = None
-            raise StorageUnavailableError(
-                f"COSMOS_DB_CONTAINER_ID={self._settings.container!r} does not exist"
-            ) from None
-        except cosmos_errors.CosmosHttpResponseError as error:
-            if error.status_code != 403:
-                raise self._translate(error, "") from error
-        except (AzureError, asyncio.TimeoutError, OSError) as error:
-            raise self._unreachable(error) from error
+        with self._errors(""):
+            try:
+                await container.read()
+            except cosmos_errors.CosmosHttpResponseError as error:
+                if error.status_code == 403:
+                    return
+                raise
 
     async def close(self) -> None:
         if self._client is not None:
