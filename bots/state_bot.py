@@ -1,16 +1,8 @@
 """The state-management bot: the docs' conversation, an echo, and commands.
 
-It shows the three state scopes of "Managing state", each through a property
-accessor (``create_property``), and one record written directly to storage:
-
-* user state          -> ``UserProfile`` (follows the user everywhere)
-* conversation state  -> ``ConversationData``, ``PizzaOrder`` (the group's)
-* private conversation state -> ``PrivateConversationData``, ``DialogState``
-  (this user in this conversation)
-* storage, directly   -> ``UtteranceLog`` (read, change, write back with e_tag)
-
-The bot never calls ``save_changes`` itself: whoever runs the turn saves
-``states`` after it, so that concurrent turns cannot lose each other's work.
+State is read and written only through property accessors of the three scopes of
+"Managing state", plus one record written directly to storage (the utterance log).
+Whoever runs the turn saves ``states`` after it: the bot never calls ``save_changes``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""The profile conversation as a waterfall dialog (botbuilder-dialogs).
+"""The profile conversation as a waterfall dialog (botbuilder-dialogs): one question a step.
 
-Each step asks one question; the answers wait in the dialog's own state
-between turns. That dialog state lives in private conversation state: it is
-stored (a profile half-way through survives a restart of the bot), and it is
-this user's alone, so in a group nobody else's message answers it.
+Its state lives in private conversation state: stored, so a profile half-way through
+survives a restart, and this user's alone, so in a group nobody else's message answers it.
 """
 
 from __future__ import annotations

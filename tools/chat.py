@@ -1,14 +1,8 @@
 """``make chat``: the bot and its chat page together, on this machine only.
 
-Checks that the bot's port (PORT) and the page's (WEBCHAT_PORT) are free, starts
-the bot (``app.py``, on the default SQLite store unless STORAGE says otherwise)
-with the development state endpoint on, checks that what answers is this bot,
-then starts ``webchat/server.js`` (Web Chat, a Direct Line bridge and the state
-panel) in front of it, prints the page's address, and on Ctrl+C stops both and
-exits 0.
-
-    make chat                         # page on 3000, bot on 3978
-    WEBCHAT_PORT=8080 PORT=3979 make chat
+Checks that PORT and WEBCHAT_PORT are free, starts the bot with the development state
+endpoint and ``webchat/server.js`` (Web Chat, a Direct Line bridge, the state panel),
+prints the page's address, and on Ctrl+C stops both and exits 0.
 """
 
 from __future__ import annotations

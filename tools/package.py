@@ -1,10 +1,8 @@
 """Build ``dist/bot.zip``: what App Service's zip deploy needs, and nothing else.
 
-App Service builds the zip itself (``SCM_DO_BUILD_DURING_DEPLOYMENT=true`` runs
-``pip install -r requirements.txt``), so the zip holds source only. Files go in
-by an include rule, never by "everything minus a list": a virtualenv, a ``.env``
-with secrets or a local SQLite file can never slip in. The rule finds packages
-by their ``__init__.py``, so a new runtime package ships without editing this file.
+App Service installs requirements.txt itself, so the zip holds source only, chosen by an
+include rule (packages by their ``__init__.py``, and the engine): a virtualenv, a ``.env``
+or a local SQLite file can never slip in.
 """
 
 from __future__ import annotations

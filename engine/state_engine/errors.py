@@ -1,9 +1,5 @@
-"""One error vocabulary for every store.
-
-The SDK's stores each fail in their own way (``KeyError`` from MemoryStorage,
-``CosmosAccessConditionFailedError`` from Cosmos DB, ``ResourceExistsError``
-from Blob on Azurite...). Ours translate those into the errors below so the
-bot and the turn runner never need to know which store is behind them.
+"""One error vocabulary for every store: each backend translates its SDK's errors into
+these, so the bot and the turn runner never need to know which store is behind them.
 """
 
 

@@ -1,9 +1,8 @@
 """``forget me``: delete every record of one user, and nothing of anyone else's.
 
-Their user state, their membership index (one entry per conversation they have records
-in, so there is no limit), and in each such conversation their private state, their
-entries in shared records (``Forgettable``), and the whole conversation if it was theirs
-alone. Deleting needs no decoding, so records that cannot be read are deleted too.
+Their user state, their membership index (no limit on conversations), and in each of
+those conversations their private state, their entries in shared records, or the whole
+conversation if it was theirs alone. Nothing needs decoding, so bad records go too.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Every storage key, built in one place, and the id checks that keep keys apart.
 
-The state scopes' keys are the SDK's own ("Managing state"); a record the bot writes
-directly to storage is declared here once (``conversation_record``), so the partition
-it is saved in, ``forget me``, the state page and the id checks all follow from it.
-A conversation's records share one partition: the usual turn is one atomic write.
+The scopes' keys are the SDK's; a record the bot writes directly is declared here once
+(``conversation_record``), and its partition, ``forget me``, the state page and the id
+checks follow. A conversation's records share one partition: one atomic write a turn.
 """
 
 from __future__ import annotations

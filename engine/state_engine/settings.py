@@ -1,9 +1,8 @@
 """Settings declared once (name, type, range, default, help) and read from the environment.
 
-A settings class is a frozen dataclass whose fields are ``setting(...)``: the bot's
-``config.py`` and every store declare theirs this way. Reading checks each value and
-a wrong one is a ``SettingError`` naming the variable; ``.env.example`` is checked
-against the same declarations, so a setting cannot be documented without existing.
+A settings class is a frozen dataclass of ``setting(...)`` fields (the bot's config and
+every store); a wrong value is a ``SettingError`` naming the variable, and ``.env.example``
+is checked against the same declarations.
 """
 
 from __future__ import annotations

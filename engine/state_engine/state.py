@@ -1,9 +1,6 @@
-"""The SDK's three state scopes, read once per turn and compared on the JSON they store.
-
-Drop-in subclasses of the classes the docs use: a scope is read once per turn (the SDK
-reads an empty one again on every ``get``), "changed?" is decided on the codec's JSON
-instead of jsonpickle walks, and ``get(context, SomeClass)`` refuses a stored value that
-is not a ``SomeClass`` (a record planted or damaged) with the one UnsafeDocumentError.
+"""The SDK's three state scopes as drop-ins: read once per turn (the SDK reads an empty one
+again on every ``get``), "changed?" decided on the codec's JSON instead of jsonpickle,
+and ``get(context, SomeClass)`` refusing a stored value that is not a ``SomeClass``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """The SDK's request authentication, bounded in time whatever a client sends.
 
-A channel signs each request's token; the SDK checks it against signing keys
-published as OpenID metadata, fetched with a blocking ``requests.get`` without a
-timeout. Here the SDK's own metadata cache holds ``SigningKeys`` instead: the
-keys are fetched on the event loop with aiohttp, one fetch at a time within a
-time limit, so a hung metadata endpoint costs neither threads nor sockets.
+The SDK fetches channel tokens' signing keys with a blocking ``requests.get`` and no
+timeout; here its metadata cache holds ``SigningKeys``, fetched on the event loop with
+aiohttp within a time limit, so a hung metadata endpoint costs no threads or sockets.
 """
 
 from __future__ import annotations

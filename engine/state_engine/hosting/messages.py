@@ -1,9 +1,8 @@
 """POST /api/messages: check the request, authenticate it, hand the activity to the adapter.
 
-Every bad request gets a 4xx with a one-line reason before any turn runs
-(validation.py): a body that is too large, undecodable or too slow to arrive is
-refused while it is read; a request without a valid token, when the bot has an
-app id, gets a 401 (authentication.py).
+A bad request gets a 4xx with a one-line reason before any turn runs: too large,
+undecodable or too slow a body, an invalid activity (validation.py), a missing or
+invalid token when the bot has an app id (authentication.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""Is this request body an activity the bot can answer? If not, say why.
+"""Is this request body an activity the bot can answer? If not, a 400 saying why.
 
-The SDK's handler accepts JSON that msrest then bends into strings
-(``"text": {"a": 1}`` becomes ``"{'a': 1}"``), answers most malformed bodies with
-a 500, and for an activity without ``serviceUrl`` tries the public Bot Framework
-service. These checks run before any turn, so a bad body gets a 400 with a
-one-line reason and nothing is stored.
+The SDK's handler lets msrest bend wrong types into strings and answers most malformed
+bodies with a 500; these checks run before any turn, so nothing bad is ever stored.
 """
 
 from __future__ import annotations

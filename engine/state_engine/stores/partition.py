@@ -1,9 +1,8 @@
 """One stored item holds a partition: the records a turn usually saves together.
 
-``{"$partition": 1, "records": {key: {"e_tag": ..., "value": ...}}, "pending": ..., "commits": ...}``
-Each record keeps its own e_tag, so optimistic concurrency stays per key as the SDK
-promises; ``pending`` and ``commits`` carry the commit protocol of ``state_storage``.
-An item written by an earlier version (one record per item) reads as a partition of one.
+``{"$partition": 1, "records": {key: {"e_tag", "value"}}, "pending", "commits"}``: each
+record keeps its own e_tag, as the SDK promises; ``pending`` and ``commits`` carry the
+commit protocol. An earlier version's item (one record) reads as a partition of one.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Partitions read and written as wholes: the layer between records and a backend's items.
 
-Reading resolves a transaction marker (``transactions``) by asking its home partition:
-committed, its changes count; in flight, they do not yet; abandoned (older than its
-deadline), the home is fenced off so it can never commit. The last version read or
-written of each partition is kept, as the base the next write starts from.
+A transaction's marker is resolved on reading by asking its home partition: committed,
+it counts; in flight, not yet; abandoned, the home is fenced so it can never commit.
+The last version of each partition is kept as the base for the next write.
 """
 
 from __future__ import annotations

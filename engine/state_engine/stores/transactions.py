@@ -1,9 +1,8 @@
 """A write across partitions on a backend without transactions: prepare, commit, roll forward.
 
-The other partitions get a pending marker (conditional on the version the turn read); one
-compare-and-swap on the home partition then decides, naming the transaction; the markers
-are replaced by what they carry. Until the home's write lands no reader sees any of the
-changes; once it has, every reader sees all of them (``partitions`` resolves markers).
+The other partitions get a pending marker; one compare-and-swap on the home partition
+decides, naming the transaction; the markers are then replaced by what they carry. Until
+the home's write lands no reader sees any of it, and afterwards every reader sees all.
 """
 
 from __future__ import annotations

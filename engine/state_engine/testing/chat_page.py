@@ -1,9 +1,7 @@
-"""``make chat`` as a test runs it: ``tools/chat.py`` (the bot, the Direct Line
-bridge and the chat page) in its own process, on free 127.0.0.1 ports.
+"""``make chat`` as a test runs it: ``tools/chat.py`` in its own process on free ports.
 
-``stop()`` sends SIGINT, as Ctrl+C does, and returns the exit code, so a test can
-check that it stopped cleanly; ``start()`` again brings up a new bot and a new
-bridge on the same ports and the same store, as running ``make chat`` again does.
+``stop()`` sends SIGINT, as Ctrl+C does, and returns the exit code; ``start()`` again
+brings up a new bot and bridge on the same ports and store, as running it again does.
 """
 
 from __future__ import annotations

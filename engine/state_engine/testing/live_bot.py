@@ -1,13 +1,7 @@
-"""Real processes and a real channel for tests: the bot as the Emulator sees it.
-
-* ``ChannelServer``: a local channel (the Emulator's role). The bot POSTs its
-  replies to ``{serviceUrl}/v3/conversations/{id}/activities[/{replyToId}]``;
-  the server records them.
-* ``BotProcess``: ``python app.py`` as a separate OS process on a free port,
-  with the environment a test gives it; stop and start it again at will.
-* ``EmulatorClient``: posts activities to ``/api/messages`` and returns the
-  replies. The bot sends every reply before it answers the POST, so the replies
-  of a message are all recorded by the time ``say`` returns.
+"""The bot as the Emulator sees it, for tests: ``BotProcess`` runs ``app.py`` on a free
+port, ``ChannelServer`` is the local channel that records the bot's replies, and
+``EmulatorClient`` posts activities and returns the replies (all sent before the POST
+is answered, so they are recorded by the time ``say`` returns).
 """
 
 from __future__ import annotations

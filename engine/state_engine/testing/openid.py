@@ -1,10 +1,7 @@
-"""A local stand-in for the Bot Framework's token issuer: OpenID metadata and signing
-keys served on 127.0.0.1, and channel tokens signed with them.
-
-A bot started with ``BotOpenIdMetadata`` set to ``metadata_url`` accepts these tokens
-exactly as it accepts a channel's: the SDK checks issuer, signature, expiry, audience
-(the bot's app id) and the ``serviceurl`` claim. Tests and benchmarks use it to run
-authenticated turns without the internet.
+"""A local stand-in for the Bot Framework's token issuer: OpenID metadata and signing keys
+on 127.0.0.1, and channel tokens signed with them. A bot whose ``BotOpenIdMetadata``
+points here accepts them as it accepts a channel's (issuer, signature, expiry, audience,
+``serviceurl``), so tests and benchmarks run authenticated turns without the internet.
 """
 
 from __future__ import annotations

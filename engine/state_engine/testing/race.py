@@ -1,19 +1,8 @@
-"""The docs' pizza race, over real HTTP: N people add a topping to one order at once.
+"""The docs' pizza race over real HTTP: N users of one conversation add a topping at once.
 
-"Implement custom storage for your bot" explains lost updates with a shared
-pizza order: two turns read the same order, each adds its topping, the last
-save wins and one topping is gone although both users were told it was added.
-This module stages that race against running bots and reports what happened,
-so the same harness measures any wiring (the scale-out test, the docs'
-baseline, the contention benchmark):
-
-    result = run_race(["http://127.0.0.1:3978", "http://127.0.0.1:3979"], channel, 24)
-    print(result.summary())      # acknowledged / busy / lost / ...
-
-``channel`` is anything with the ``ChannelServer`` surface of tests/live_bot.py
-(``url``, ``activities(conversation_id)``, ``replies_to(activity_id)``): the bots
-post their replies there. Clients alternate over ``bot_urls`` and are released
-together by a barrier. A topping never contains ", " (the order's separator).
+``run_race(bot_urls, channel, n)`` releases the clients together, alternating over the
+bots, and reports what each heard and what the order became (acknowledged, busy, lost,
+duplicated), so the same harness measures any wiring: the scale-out tests, the bench.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """Optimistic concurrency around a turn: the docs' scale-out pattern, made safe.
 
-Each attempt reads what the turn touches in one round trip, runs the bot with its replies
-held back, then saves every changed record in one all-or-nothing write, each conditional
-on what it read. A conflict runs the turn again (bounded, jittered); replies go out only
-after the save; the whole turn fits in its deadline. The bot does not know this exists.
+One read round, the bot with its replies held back, one all-or-nothing save conditional
+on what was read; a conflict runs the turn again (bounded, jittered), replies go out only
+after the save, and the whole turn fits in its deadline. The bot does not know it exists.
 """
 
 from __future__ import annotations

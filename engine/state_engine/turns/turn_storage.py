@@ -1,9 +1,8 @@
 """The storage a turn's scopes and bot see: one snapshot per attempt, writes held back.
 
-Everything a turn touches is read in one round trip before the bot runs; later reads of
-those keys come from that snapshot, so each write is conditional on what the turn's logic
-first read (or create-only if it was absent), however often the SDK reloads a scope.
-The bot's direct writes and deletes are held until the turn runner saves them all at once.
+What a turn touches is read in one round trip before the bot runs, and later reads come
+from it, so each write is conditional on what the turn first read (or create-only),
+however often the SDK reloads a scope; writes wait for the runner's one save.
 """
 
 from __future__ import annotations
