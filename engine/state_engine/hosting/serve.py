@@ -8,6 +8,7 @@ the app instead and none of this runs.
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 from typing import Callable, List, Optional
 
@@ -90,4 +91,6 @@ def run(
     except OSError as error:
         raise SystemExit(listen_error(error, host, port, port_setting, host_setting)) from None
     announce = (lambda _text: on_listening()) if on_listening is not None else print
-    web.run_app(app, sock=sockets, keepalive_timeout=keepalive_timeout, print=announce)
+    # An access log line per request is CPU under load; gunicorn (App Service) logs none either.
+    access_log = logging.getLogger("aiohttp.access") if logging.getLogger().isEnabledFor(logging.DEBUG) else None
+    web.run_app(app, sock=sockets, keepalive_timeout=keepalive_timeout, print=announce, access_log=access_log)

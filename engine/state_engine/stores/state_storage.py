@@ -20,7 +20,7 @@ from ..errors import PreconditionFailedError, UnsafeDocumentError
 from .items import ItemStore
 from .partition import Partition, Record, apply_changes
 from .partitions import Partitions, new_etag
-from .transactions import PartitionMoved, commit_across
+from .transactions import PartitionMoved, commit_across, settle
 
 T = TypeVar("T")
 
@@ -156,6 +156,7 @@ class StateStorage(Storage):
         await self.items.ping()
 
     async def close(self) -> None:
+        await settle()
         await self.items.close()
 
     # -- writing -------------------------------------------------------------------------

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Set
 
 from ..errors import PreconditionFailedError, StorageError
 from .partition import Partition, Pending, Record
 from .partitions import Partitions, new_etag
 
 logger = logging.getLogger(__name__)
+#: Roll-forwards still running (kept referenced until done).
+_rolling: Set["asyncio.Task[Partition]"] = set()
 
 
 class PartitionMoved(Exception):
@@ -65,7 +67,17 @@ async def commit_across(
     except PreconditionFailedError:
         await _withdraw(partitions, prepared, bases)
         raise PartitionMoved([home]) from None
-    await asyncio.gather(*(partitions.rolled_forward(marker) for marker in prepared.values()))
+    for marker in prepared.values():
+        # Off the turn's critical path: the home names the transaction, so any reader
+        # already counts the markers' changes, and rolls them forward itself if need be.
+        _rolling.add(task := asyncio.create_task(partitions.rolled_forward(marker)))
+        task.add_done_callback(_rolling.discard)
+
+
+async def settle() -> None:
+    """Wait for the roll-forwards still running (before a store closes)."""
+    if _rolling:
+        await asyncio.gather(*list(_rolling), return_exceptions=True)
 
 
 async def _withdraw(

@@ -62,6 +62,7 @@ class PooledConversations:
     ) -> None:
         self._sdk = sdk_client.conversations
         self._base_url = sdk_client.config.base_url.rstrip("/") + "/"
+        self._conversations_url = urljoin(self._base_url, "v3/conversations/")
         self._user_agent = sdk_client.config.user_agent
         self._session = session
         self._token = token
@@ -107,11 +108,15 @@ class PooledConversations:
         return None
 
     def _path(self, conversation_id: str, activity_id: Optional[str] = None) -> str:
-        # The SDK quotes path parts with nothing safe, then joins them to the service URL.
-        path = f"v3/conversations/{quote(str(conversation_id), safe='')}/activities"
+        # The SDK quotes path parts with nothing safe, then joins them to the service URL;
+        # the join is needed only for the parts quoting leaves as "." or "..".
+        parts = [quote(str(conversation_id), safe=""), "activities"]
         if activity_id is not None:
-            path += f"/{quote(str(activity_id), safe='')}"
-        return urljoin(self._base_url, path)
+            parts.append(quote(str(activity_id), safe=""))
+        path = "/".join(parts)
+        if parts[0] in (".", "..") or parts[-1] in (".", ".."):
+            return urljoin(self._base_url, f"v3/conversations/{path}")
+        return f"{self._conversations_url}{path}"
 
     async def _send(
         self,
