@@ -44,9 +44,12 @@ class StorageCounts:
         self.counts: Counter[str] = Counter()
         self.rounds: Counter[int] = Counter()
 
+        self.cpu_started = time.process_time()
+
     def reset(self) -> None:
         self.counts.clear()
         self.rounds.clear()
+        self.cpu_started = time.process_time()
 
     def note(self, operation: str, items: int, size: int, started: float) -> None:
         self.counts[f"{operation}_calls"] += 1
@@ -57,7 +60,13 @@ class StorageCounts:
             trace.calls.append((started, time.perf_counter()))
 
     def snapshot(self) -> Dict[str, Any]:
-        return {**self.counts, "rounds": {str(k): v for k, v in sorted(self.rounds.items())}}
+        return {
+            **self.counts,
+            "rounds": {str(k): v for k, v in sorted(self.rounds.items())},
+            "turns": sum(self.rounds.values()),
+            # The whole process's CPU (every thread) since the window began.
+            "cpu_seconds": time.process_time() - self.cpu_started,
+        }
 
 
 STORAGE_COUNTS = StorageCounts()

@@ -164,10 +164,13 @@ async def measure(store: str, workers: int, warmup: float, duration: float, size
             return latencies, errors
 
         await load(warmup, False)
+        cpu_started = time.process_time()
         latencies, errors = await load(duration, True)
+        cpu = time.process_time() - cpu_started
     finally:
         await close()
-    return {"turns": len(latencies), "seconds": duration, "latencies": latencies, "errors": errors}
+    return {"turns": len(latencies), "seconds": duration, "latencies": latencies, "errors": errors,
+            "cpu_seconds": cpu}
 
 
 def main() -> None:

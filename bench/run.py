@@ -101,6 +101,12 @@ class Result:
         return counts.get(name, 0) / max(1, turns or self.started)
 
     @property
+    def cpu_ms_per_turn(self) -> float:
+        """The measured process's CPU per turn (all its threads), over every round."""
+        turns = self.storage.get("turns", 0)
+        return 1000 * self.storage["cpu_seconds"] / turns if turns else float("nan")
+
+    @property
     def errors(self) -> Dict[int, int]:
         bad: Dict[int, int] = {}
         for r in self.rounds:
@@ -264,7 +270,8 @@ def item_sizes(result: Result) -> str:
     return ",".join(str(max(50, int(size))) for size in sizes)
 
 
-async def raw_round(target: Target, env: Dict[str, str], sizes: str, warmup: float, duration: float) -> LoadResult:
+async def raw_round(target: Target, env: Dict[str, str], sizes: str, warmup: float, duration: float,
+                    totals: Dict[str, Any]) -> LoadResult:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.raw_client", "--store", target.store, "--workers", str(WORKERS),
         "--warmup", str(warmup), "--duration", str(duration), "--sizes", sizes,
@@ -274,6 +281,7 @@ async def raw_round(target: Target, env: Dict[str, str], sizes: str, warmup: flo
     if process.returncode:
         raise RuntimeError(f"{target.label}: the raw client failed ({process.returncode})")
     data = json.loads(output.decode().strip().splitlines()[-1])
+    add_counts(totals, {"cpu_seconds": data["cpu_seconds"], "turns": data["turns"]})
     return LoadResult(data["turns"], data["seconds"], data["latencies"], data["errors"],
                       {200: data["turns"], 0: data["errors"]} if data["errors"] else {200: data["turns"]},
                       data["turns"])
@@ -296,7 +304,8 @@ async def drive(bots: Dict[str, BotProcess], results: Dict[str, Result], channel
                 print(f"-- round {number + 1}/{rounds}: {target.label}", file=sys.stderr, flush=True)
                 if target.kind == "raw":
                     sizes = item_sizes(results[target.pair])
-                    result.rounds.append(await raw_round(target, envs[target.pair], sizes, warmup, duration))
+                    result.rounds.append(
+                        await raw_round(target, envs[target.pair], sizes, warmup, duration, result.storage))
                     continue
                 bot, driver = bots[key], drivers[key]
 
@@ -427,9 +436,9 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
         "round-by-round ratios, latencies pool all rounds. `+10 ms`: every storage round trip "
         "10 ms longer (the Cosmos DB emulator's --latency-ms; a delay proxy in front of Azurite).",
         "",
-        "| target | turns/s | × bare | p50 ms | p99 ms | storage calls/turn (get / put) "
+        "| target | turns/s | × bare | p50 ms | p99 ms | CPU ms/turn | storage calls/turn (get / put) "
         "| storage rounds/turn | loop lag p99 ms, full / half load | max GC pause ms (gen 2, count) | replies |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
         ratio = paired_ratio(r, bare) if bare else float("nan")
@@ -451,9 +460,11 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
                if r.lag_p99_full else "–")
         gen2 = r.gc.get("2")
         gc_text = f"{gen2['max_ms']:.1f} ({gen2['count']})" if gen2 else "–"
+        cpu = r.cpu_ms_per_turn
         lines.append(
             f"| {r.target.label} | {r.turns_per_second:,.0f} | {ratio:.2f}× | {r.latency_ms(0.5):.1f} | "
-            f"{r.latency_ms(0.99):.1f} | {storage} | {lag} | {gc_text} | {replies} |"
+            f"{r.latency_ms(0.99):.1f} | {'–' if cpu != cpu else f'{cpu:.2f}'} | {storage} | {lag} | "
+            f"{gc_text} | {replies} |"
         )
 
     lines += ["", "Paired ratios (median of round-by-round ratios):", ""]
