@@ -243,6 +243,19 @@ def targets(only: List[str], raw: bool) -> List[Target]:
     return [t for t in chosen if raw or t.kind != "raw"]
 
 
+def with_baseline(chosen: List[Target], checkout: Path) -> List[Target]:
+    """Each bot target followed by its twin on ``checkout``'s engine (the same bench and
+    sample: only ``state_engine`` comes from there, through PYTHONPATH)."""
+    found: List[Target] = []
+    for target in chosen:
+        found.append(target)
+        if target.command[-2:] == ["bench.serve", "bot"]:
+            env = {**target.env, "PYTHONPATH": str(checkout / "engine")}
+            found.append(dataclasses.replace(target, key=f"{target.key}@base", label=f"{target.label} (baseline)",
+                                             env=env))
+    return found
+
+
 def gunicorn_command(port: int, workers: int) -> List[str]:
     argv = shlex.split(STARTUP_COMMAND)
     argv[argv.index("0.0.0.0")] = f"127.0.0.1:{port}"
@@ -476,6 +489,11 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
         for store in CLOUD:
             lines += _ratio_line(by_key, f"{store} +{latency} ms / raw {store} client", f"{store}{latency}",
                                  f"raw-{store}{latency}")
+    for key, result in by_key.items():
+        if key.endswith("@base"):
+            after = by_key[key[: -len("@base")]]
+            lines += _ratio_line(by_key, f"{after.target.label}: this checkout / baseline", after.target.key, key)
+            lines.append(f"  CPU ms/turn: {after.cpu_ms_per_turn:.2f} vs {result.cpu_ms_per_turn:.2f} (baseline)")
 
     with_storage = [r for r in results if r.target.has_storage and r.target.probes and r.storage]
     if with_storage:
@@ -533,11 +551,15 @@ def main() -> None:
     parser.add_argument("--only", default="", help="groups (" + ", ".join(GROUPS) + ") or target keys, "
                         "comma-separated: bare4,sqlite,cosmos10,...")
     parser.add_argument("--no-raw", action="store_true", help="leave out the raw-client rows")
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier commit: every bot target "
+                        "also runs on its engine (before/after, paired in the same rounds)")
     parser.add_argument("--no-concurrency", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.md")
     args = parser.parse_args()
 
     chosen = targets([k for k in args.only.split(",") if k], raw=not args.no_raw)
+    if args.baseline:
+        chosen = with_baseline(chosen, args.baseline.resolve())
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp_dir, Channel() as channel:
         tmp = Path(tmp_dir)
         results: Dict[str, Result] = {}
