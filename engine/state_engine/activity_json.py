@@ -11,9 +11,10 @@ compares the two.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import enum
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from botbuilder.schema import Activity
 from msrest.serialization import Deserializer, Model, Serializer
@@ -125,3 +126,50 @@ def _parse(value: Any, data_type: str) -> Any:
             raise _NeedsMsrest
         return value
     raise _NeedsMsrest
+
+
+
+# Values copy.deepcopy hands back as they are.
+_ATOMIC = frozenset((type(None), str, int, float, bool, bytes, dt.datetime, dt.date, dt.time, dt.timedelta))
+
+
+def copy_model(model: Model, as_class: Optional[type] = None, memo: Optional[Dict[int, Any]] = None) -> Model:
+    """What ``copy.deepcopy(model)`` returns for the schema's models (an instance of
+    ``as_class`` if given), without deepcopy's generic ``__reduce_ex__`` round trip: the
+    SDK deep-copies every reply it sends. Models that define their own ``__deepcopy__``,
+    and values that are not models, lists, dicts or atomic, are left to deepcopy."""
+    memo = {} if memo is None else memo
+    return _copy_fields(model, as_class or type(model), memo)
+
+
+def _copy_fields(model: Model, cls: type, memo: Dict[int, Any]) -> Model:
+    result = cls.__new__(cls)
+    memo[id(model)] = result
+    atomic = _ATOMIC
+    result.__dict__.update(
+        {name: item if type(item) in atomic else _copy(item, memo) for name, item in model.__dict__.items()}
+    )
+    return result
+
+
+def _copy(value: Any, memo: Dict[int, Any]) -> Any:
+    kind = type(value)
+    if kind in _ATOMIC or isinstance(value, enum.Enum):
+        return value
+    found = memo.get(id(value))
+    if found is not None:
+        return found
+    if kind is list:
+        result: Any = []
+        memo[id(value)] = result
+        result.extend(_copy(item, memo) for item in value)
+        return result
+    if kind is dict:
+        result = {}
+        memo[id(value)] = result
+        for key, item in value.items():
+            result[_copy(key, memo)] = _copy(item, memo)
+        return result
+    if isinstance(value, Model) and getattr(kind, "__deepcopy__", None) is None and hasattr(value, "__dict__"):
+        return _copy_fields(value, kind, memo)
+    return copy.deepcopy(value, memo)
