@@ -38,6 +38,7 @@ WORKERS = 20
 ECHO_REPLIES = 4
 BOT_ENV = {"PYTHONWARNINGS": "ignore"}
 PACED_SECONDS = 2.0
+SOLO_SECONDS = 1.5
 LATENCIES_MS = (0, 10)
 CLOUD = ("cosmos", "blob", "table")
 #: The deployment templates' startup command (tests/test_deployment_templates.py checks
@@ -79,6 +80,8 @@ class Result:
     storage: Dict[str, Any] = field(default_factory=dict)
     lag_p99_full: List[float] = field(default_factory=list)
     lag_p99_half: List[float] = field(default_factory=list)
+    paced_p50: List[float] = field(default_factory=list)
+    solo: List[float] = field(default_factory=list)
     gc: Dict[str, Dict[str, float]] = field(default_factory=dict)
     replies_seen: int = 0
     quiet: Dict[str, float] = field(default_factory=dict)
@@ -284,9 +287,9 @@ def item_sizes(result: Result) -> str:
 
 
 async def raw_round(target: Target, env: Dict[str, str], sizes: str, warmup: float, duration: float,
-                    totals: Dict[str, Any]) -> LoadResult:
+                    totals: Dict[str, Any], workers: int = WORKERS) -> LoadResult:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.raw_client", "--store", target.store, "--workers", str(WORKERS),
+        sys.executable, "-m", "bench.raw_client", "--store", target.store, "--workers", str(workers),
         "--warmup", str(warmup), "--duration", str(duration), "--sizes", sizes,
         cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=asyncio.subprocess.PIPE,
     )
@@ -319,6 +322,9 @@ async def drive(bots: Dict[str, BotProcess], results: Dict[str, Result], channel
                     sizes = item_sizes(results[target.pair])
                     result.rounds.append(
                         await raw_round(target, envs[target.pair], sizes, warmup, duration, result.storage))
+                    alone = await raw_round(target, envs[target.pair], sizes, 0.3, SOLO_SECONDS, {}, workers=1)
+                    result.solo.extend(alone.latencies)
+                    result.paced_p50.append(float("nan"))
                     continue
                 bot, driver = bots[key], drivers[key]
 
@@ -342,10 +348,16 @@ async def drive(bots: Dict[str, BotProcess], results: Dict[str, Result], channel
 
                 # The same turns paced at half this round's rate: the loop now has
                 # spare time, so lag here is blocking, not a saturated CPU.
-                await driver.run(echo_plan(run_ids[key]), WORKERS, 0.5, PACED_SECONDS, reset,
-                                 rate=load.turns_per_second / 2)
+                load_half = await driver.run(echo_plan(run_ids[key]), WORKERS, 0.5, PACED_SECONDS, reset,
+                                             rate=load.turns_per_second / 2)
                 paced = await driver.get_json(f"{bot.url}/bench/stats")
                 result.lag_p99_half.append(paced["loop_lag"]["p99_ms"])
+                result.paced_p50.append(load_half.percentile_ms(0.5))
+
+                # One conversation alone: a turn's latency with no queue in front of it
+                # (its storage rounds one after another, plus its own CPU).
+                solo = await driver.run(echo_plan(run_ids[key]), 1, 0.3, SOLO_SECONDS, reset)
+                result.solo.extend(solo.latencies)
 
         for key, driver in drivers.items():
             bot, result = bots[key], results[key]
@@ -494,6 +506,33 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
             after = by_key[key[: -len("@base")]]
             lines += _ratio_line(by_key, f"{after.target.label}: this checkout / baseline", after.target.key, key)
             lines.append(f"  CPU ms/turn: {after.cpu_ms_per_turn:.2f} vs {result.cpu_ms_per_turn:.2f} (baseline)")
+
+    timed = [r for r in results if r.solo]
+    if timed:
+        lines += [
+            "",
+            "A turn's own latency: one conversation alone (no queue: its storage rounds one after "
+            "another plus its CPU), and the 20 conversations paced at half the measured rate. "
+            "Target: p50 alone < 2.5 × the injected round trip + the bot's CPU per turn.",
+            "",
+            "| target | alone: p50 / p99 ms | half load: p50 ms | CPU ms/turn | rounds/turn "
+            "| 2.5 × RTT + CPU ms | met |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in timed:
+            solo = sorted(r.solo)
+            p50, p99 = solo[len(solo) // 2] * 1000, solo[min(len(solo) - 1, int(0.99 * len(solo)))] * 1000
+            bound = 2.5 * r.target.latency_ms + r.cpu_ms_per_turn
+            met = ("yes" if p50 < bound else "no") if r.target.latency_ms and r.target.kind != "raw" else "–"
+            if r.target.kind == "raw":
+                rounds = "2.00"
+            else:
+                rounds = f"{mean_rounds(r.storage):.2f}" if r.target.has_storage else "–"
+            half = statistics.median(r.paced_p50) if r.target.kind != "raw" else float("nan")
+            lines.append(
+                f"| {r.target.label} | {p50:.1f} / {p99:.1f} | {half:.1f} | "
+                f"{r.cpu_ms_per_turn:.2f} | {rounds} | {bound:.1f} | {met} |"
+            )
 
     with_storage = [r for r in results if r.target.has_storage and r.target.probes and r.storage]
     if with_storage:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import enum
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from botbuilder.schema import Activity
 from msrest.serialization import Deserializer, Model, Serializer
@@ -86,25 +86,42 @@ def activity_from_json(data: Dict[str, Any]) -> Activity:
         return Activity().deserialize(data)
 
 
-def _build(cls: type, data: Any) -> Model:
-    if not isinstance(data, dict) or getattr(cls, "_subtype_map", None):
-        raise _NeedsMsrest
+# Per model class: {wire key: (attribute, declared type)}, or None when msrest must read it.
+_FIELDS: Dict[type, Optional[Dict[str, Tuple[str, str]]]] = {}
+
+
+def _fields(cls: type) -> Optional[Dict[str, Tuple[str, str]]]:
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        pass
     attribute_map = cls._attribute_map
-    if "additional_properties" in attribute_map:
+    fields: Optional[Dict[str, Tuple[str, str]]] = {
+        spec["key"]: (attribute, spec["type"]) for attribute, spec in attribute_map.items()
+    }
+    if (
+        getattr(cls, "_subtype_map", None)
+        or "additional_properties" in attribute_map
+        or any("." in key for key in fields)  # type: ignore[union-attr]
+    ):
+        fields = None  # polymorphic, open-ended or flattened: msrest's job
+    _FIELDS[cls] = fields
+    return fields
+
+
+def _build(cls: type, data: Any) -> Model:
+    fields = _fields(cls)
+    if fields is None or not isinstance(data, dict):
         raise _NeedsMsrest
     arguments: Dict[str, Any] = {}
-    known = set()
-    for attribute, spec in attribute_map.items():
-        key = spec["key"]
-        if "." in key:
-            raise _NeedsMsrest
-        known.add(key)
-        value = data.get(key)
-        if value is not None:
-            arguments[attribute] = _parse(value, spec["type"])
+    unknown: Dict[str, Any] = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            unknown[key] = value  # msrest keeps keys the schema does not know
+        elif value is not None:
+            arguments[field[0]] = _parse(value, field[1])
     model = cls(**arguments)
-    # msrest keeps the keys the schema does not know, as additional_properties.
-    unknown = {key: value for key, value in data.items() if key not in known}
     if unknown:
         model.additional_properties = unknown
     return model
