@@ -3,20 +3,23 @@
 Every bad request gets a 4xx with a one-line reason before any turn runs
 (validation.py): a body that is too large, undecodable or too slow to arrive is
 refused while it is read; a request without a valid token, when the bot has an
-app id, gets a 401 (authentication.py).
+app id, gets a 401 (authentication.py; a token accepted once is taken again until it expires).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Optional, Tuple
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from botbuilder.core import Bot, serializer_helper
 from botbuilder.core.cloud_adapter_base import CloudAdapterBase
-from botbuilder.schema import AdaptiveCardInvokeResponse
+from botbuilder.schema import Activity, AdaptiveCardInvokeResponse
+from botframework.connector.auth.authenticate_request_result import AuthenticateRequestResult
 from msrest.exceptions import ClientRequestError, HttpOperationError
 
 from state_engine.hosting.connectors import ChannelRequestError
@@ -29,6 +32,65 @@ logger = logging.getLogger(__name__)
 #: A body that has not arrived in full this long after its headers is refused (408):
 #: a client trickling it would otherwise hold a connection and a handler for good.
 BODY_TIMEOUT_SECONDS = 10.0
+#: How long a channel's token, once the SDK accepted it, is taken again for the same
+#: channel and service URL without checking it again (never past its own expiry).
+TOKEN_REUSE_SECONDS = 300.0
+
+
+class CheckedTokens:
+    """Authorization headers the SDK accepted, by (header, channel id, service URL).
+
+    A channel sends one token with many requests; the SDK decodes it about five times
+    per request to accept it (PyJWT checks each segment character by character). A
+    header accepted for this channel and service URL is accepted again, as the same
+    claims, until its token's ``exp`` or ``reuse_seconds``, whichever is first.
+    Refused headers are never kept: each is checked in full."""
+
+    def __init__(
+        self,
+        reuse_seconds: float = TOKEN_REUSE_SECONDS,
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._reuse = reuse_seconds
+        self._max = max_entries
+        self._clock = clock
+        self._accepted: "OrderedDict[Tuple[str, str, str], Tuple[float, AuthenticateRequestResult]]" = OrderedDict()
+
+    @staticmethod
+    def _key(header: str, activity: Activity) -> Tuple[str, str, str]:
+        return header, activity.channel_id or "", activity.service_url or ""
+
+    def get(self, header: str, activity: Activity) -> Optional[AuthenticateRequestResult]:
+        """A copy of the result the SDK gave for this header, if it still holds."""
+        if not header:
+            return None
+        key = self._key(header, activity)
+        found = self._accepted.get(key)
+        if found is None:
+            return None
+        until, result = found
+        if self._clock() >= until:
+            del self._accepted[key]
+            return None
+        self._accepted.move_to_end(key)
+        copied = AuthenticateRequestResult()
+        copied.__dict__.update(result.__dict__)
+        return copied
+
+    def remember(self, header: str, activity: Activity, result: AuthenticateRequestResult) -> None:
+        identity = result.claims_identity
+        expires = identity.claims.get("exp") if identity is not None and identity.is_authenticated else None
+        if not header or isinstance(expires, bool) or not isinstance(expires, (int, float)):
+            return  # no token (no app id), or one without an expiry: check every time
+        until = min(float(expires), self._clock() + self._reuse)
+        if until <= self._clock():
+            return
+        key = self._key(header, activity)
+        self._accepted[key] = (until, result)
+        self._accepted.move_to_end(key)
+        while len(self._accepted) > self._max:
+            self._accepted.popitem(last=False)
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -105,7 +167,10 @@ def make_messages_handler(
     bot: Bot,
     max_request_bytes: int,
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
+    checked_tokens: Optional[CheckedTokens] = None,
 ):
+    checked_tokens = checked_tokens if checked_tokens is not None else CheckedTokens()
+
     async def messages(request: web.Request) -> web.StreamResponse:
         if request.content_type != "application/json":
             return _error(415, "Content-Type must be application/json")
@@ -122,12 +187,12 @@ def make_messages_handler(
         except BadRequest as problem:
             return _error(400, str(problem))
 
+        header = request.headers.get("Authorization", "")
         try:
-            auth_result = await authenticate(
-                adapter.bot_framework_authentication,
-                activity,
-                request.headers.get("Authorization", ""),
-            )
+            auth_result = checked_tokens.get(header, activity)
+            if auth_result is None:
+                auth_result = await authenticate(adapter.bot_framework_authentication, activity, header)
+                checked_tokens.remember(header, activity, auth_result)
         except PermissionError as error:
             logger.info("request refused: %s", error)
             return _error(401, "a valid Bot Framework token is required")
