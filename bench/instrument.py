@@ -1,9 +1,8 @@
 """Bench-only probes that run inside a bot process: nothing here is product code.
 
-``count_items`` wraps a ``StateStorage``'s ``ItemStore`` instance (calls, items, bytes,
-and per request the storage rounds on its critical path: calls that overlap in time are
-one round); ``LoopLagMonitor``, ``GcPauses`` and ``ConflictCounter`` watch the process;
-``attach`` serves them all on ``GET /bench/stats`` and ``POST /bench/reset``.
+``count_items`` wraps a ``StateStorage``'s ``ItemStore`` (calls, items, bytes, and each
+request's storage rounds on its critical path); ``LoopLagMonitor``, ``GcPauses`` and
+``ConflictCounter`` watch the process; ``attach`` serves them on ``/bench/stats``.
 """
 
 from __future__ import annotations
@@ -24,11 +23,14 @@ class TurnTrace:
 
     def __init__(self) -> None:
         self.calls: List[Tuple[float, float]] = []
+        #: When the turn's save returned: a call still running then is off the critical path.
+        self.saved_at = float("inf")
 
     def rounds(self) -> int:
-        """How many storage waits follow one another: overlapping calls count once."""
+        """How many storage waits the turn sat through one after another: overlapping
+        calls count once, calls that ended after its save returned not at all."""
         count, busy_until = 0, float("-inf")
-        for start, end in sorted(self.calls):
+        for start, end in sorted(c for c in self.calls if c[1] <= self.saved_at):
             if start >= busy_until:
                 count += 1
             busy_until = max(busy_until, end)
@@ -115,6 +117,17 @@ def count_items(storage: Any) -> Any:
     items.get, items.put = counted_get, counted_put
     if items.atomic_batch:
         items.put_all = counted_put_all
+    commit = storage.commit
+
+    async def traced_commit(changes: Sequence[Any]) -> Dict[str, str]:
+        try:
+            return await commit(changes)
+        finally:
+            trace = _TRACE.get()
+            if trace is not None:
+                trace.saved_at = time.perf_counter()
+
+    storage.commit = traced_commit
     return storage
 
 

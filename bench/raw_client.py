@@ -2,8 +2,8 @@
 
 Each of N workers repeats one "turn": read its conversation, user and membership items
 in parallel (one round), then replace the conversation item if its ETag still matches
-(one round), at the sizes the bot stores. No bot, no HTTP in or out: only the SDK, with
-the clients built as the engine's stores build them. Prints one JSON line of results.
+(one round), at the sizes the bot stores. No bot, no HTTP in or out: only the SDK, its
+transport never reading the environment per request. Prints one JSON line of results.
 
     python -m bench.raw_client --store blob --warmup 1 --duration 3   # settings from the env
 """
@@ -19,6 +19,8 @@ import time
 from typing import Any, Awaitable, Callable, Dict, List, Tuple
 
 from azure.core.exceptions import ResourceExistsError
+
+from state_engine.stores.azure_transport import transport
 
 Turn = Callable[[int], Awaitable[None]]
 
@@ -38,14 +40,13 @@ def _ids(run: str, worker: int) -> Tuple[str, str, str]:
 
 async def _cosmos(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Turn, Callable[[], Awaitable[None]]]:
     from azure.core import MatchConditions
-    from azure.core.pipeline.transport import AioHttpTransport
     from azure.cosmos import PartitionKey
     from azure.cosmos.aio import CosmosClient
 
     client = CosmosClient(
         os.environ["COSMOS_DB_URI"], os.environ["COSMOS_DB_PRIMARY_KEY"],
         enable_endpoint_discovery=False,
-        transport=AioHttpTransport(connection_timeout=3, read_timeout=3),
+        transport=transport(3, 3),
         retry_total=1, retry_backoff_max=1, retry_backoff_factor=0.2, logging_enable=False,
     )
     database = await client.create_database_if_not_exists(os.environ["COSMOS_DB_DATABASE_ID"])
@@ -79,7 +80,7 @@ async def _blob(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Tu
     service = BlobServiceClient.from_connection_string(
         os.environ["BLOB_CONNECTION_STRING"],
         retry_policy=LinearRetry(backoff=0.2, retry_total=1, random_jitter_range=0.1),
-        connection_timeout=3, read_timeout=3,
+        transport=transport(3, 3),
     )
     container = service.get_container_client(os.environ["BLOB_CONTAINER_NAME"] + "raw")
     with contextlib.suppress(ResourceExistsError):
@@ -112,7 +113,7 @@ async def _table(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[T
 
     table = TableClient.from_connection_string(
         os.environ["TABLE_CONNECTION_STRING"], os.environ["TABLE_NAME"] + "raw",
-        retry_total=1, retry_backoff_factor=0.2, connection_timeout=3, read_timeout=3,
+        retry_total=1, retry_backoff_factor=0.2, transport=transport(3, 3),
     )
     with contextlib.suppress(ResourceExistsError):
         await table.create_table()

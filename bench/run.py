@@ -39,6 +39,7 @@ ECHO_REPLIES = 4
 BOT_ENV = {"PYTHONWARNINGS": "ignore"}
 PACED_SECONDS = 2.0
 SOLO_SECONDS = 1.5
+FIRST_ALONE = 15
 LATENCIES_MS = (0, 10)
 CLOUD = ("cosmos", "blob", "table")
 #: The deployment templates' startup command (tests/test_deployment_templates.py checks
@@ -388,10 +389,18 @@ async def drive(bots: Dict[str, BotProcess], results: Dict[str, Result], channel
                     latencies.append(time.perf_counter() - started)
 
             await asyncio.gather(*(first(n) for n in range(WORKERS)))
+            storage = (await driver.get_json(f"{bot.url}/bench/stats"))["storage"]
+            # And one at a time: a first message's own latency, with no queue in front.
+            alone = []
+            for turn in range(FIRST_ALONE):
+                started = time.perf_counter()
+                await driver.say(f"{run_id}-alone{turn}-c0", f"{run_id}-u0", "hello there")
+                alone.append(time.perf_counter() - started)
             result.first = {
-                "storage": (await driver.get_json(f"{bot.url}/bench/stats"))["storage"],
+                "storage": storage,
                 "turns": 3 * WORKERS,
                 "p50_ms": statistics.median(latencies) * 1000,
+                "alone_p50_ms": statistics.median(alone) * 1000,
                 "seconds": time.perf_counter() - began,
             }
 
@@ -544,7 +553,7 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
             "(a conversationUpdate in a welcomed conversation).",
             "",
             "| target | usual: get calls (items) | put calls (items) | rounds | first message: get calls "
-            "| put calls | rounds | p50 ms | no-change: get / put calls |",
+            "| put calls | rounds | p50 ms, 20 at once / alone | no-change: get / put calls |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in with_storage:
@@ -555,7 +564,7 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
                 fs, turns = r.first["storage"], r.first["turns"]
                 first = (f"{r.per_turn('get_calls', fs, turns):.2f} | "
                          f"{r.per_turn('put_calls', fs, turns) + r.per_turn('put_all_calls', fs, turns):.2f} | "
-                         f"{mean_rounds(fs):.2f} | {r.first['p50_ms']:.1f}")
+                         f"{mean_rounds(fs):.2f} | {r.first['p50_ms']:.1f} / {r.first['alone_p50_ms']:.1f}")
             else:
                 first = "– | – | – | –"
             quiet = r.quiet
