@@ -1,8 +1,7 @@
 """Where a bot process spends its CPU under the bench's load: py-spy on one target.
 
-Starts one target of ``bench.run`` (its store, emulator or delay proxy included), drives
-it with the bench's 20 conversations while ``py-spy record --gil`` samples it, and
-prints the functions holding the GIL the most (own time, and time including callees).
+Starts one target of ``bench.run`` with what its store needs, drives it with the bench's
+load while ``py-spy record --gil`` samples it, and prints where the GIL was held.
 
     .venv/bin/python -m bench.profile sqlite [--seconds 10] [--top 25] [--raw out.txt]
 """

@@ -1,9 +1,8 @@
 """The ceiling for a cloud store: its Azure SDK doing only a usual turn's storage calls.
 
-Each of N workers repeats one "turn": read its conversation, user and membership items
-in parallel (one round), then replace the conversation item if its ETag still matches
-(one round), at the sizes the bot stores. No bot, no HTTP in or out: only the SDK, its
-transport never reading the environment per request. Prints one JSON line of results.
+Each worker repeats one "turn": read its conversation, user and membership items in
+parallel, then replace the conversation item if its ETag still matches, at the sizes the
+bot stores. No bot and no HTTP in or out; prints one JSON line of results.
 
     python -m bench.raw_client --store blob --warmup 1 --duration 3   # settings from the env
 """

@@ -1,10 +1,8 @@
 """``make bench``: this bot on every store against its limits, over HTTP, in one run.
 
-Every target is a real process on 127.0.0.1, started first and then driven in turn
-for several short rounds (20 conversations of 4-reply echo turns), so whatever else
-the machine does hits them alike: a ratio is the median of round-by-round ratios.
-Cloud stores run at 0 and 10 ms of injected round trip, each beside a raw-client row
-(bench/raw_client.py), plus the authenticated path, gunicorn and a contention run.
+Every target is a process on 127.0.0.1, driven in turn for several short interleaved
+rounds, so a ratio (the median of round-by-round ratios) cancels what else the machine
+does. Cloud stores run with and without injected latency, beside raw-client ceilings.
 
     .venv/bin/python -m bench.run [--rounds 5] [--duration 3] [--only core,cloud,auth,gunicorn|KEYS]
 """
@@ -34,11 +32,13 @@ from bench.driver import Driver, LoadResult, activity, echo_plan, shared_plan
 from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, free_port, http_get
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
+#: bench/results/latest.md keeps what follows this line when a run rewrites its tables.
+ANALYSIS_MARKER = "<!-- analysis: kept when make bench rewrites the tables above -->"
 WORKERS = 20
 ECHO_REPLIES = 4
 BOT_ENV = {"PYTHONWARNINGS": "ignore"}
-PACED_SECONDS = 2.0
-SOLO_SECONDS = 1.5
+PACED_SECONDS = 1.5
+SOLO_SECONDS = 1.0
 FIRST_ALONE = 15
 LATENCIES_MS = (0, 10)
 CLOUD = ("cosmos", "blob", "table")
@@ -646,6 +646,10 @@ def main() -> None:
     table = render(list(results.values()), concurrency, args)
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    # The written analysis below the marker (profiles, changes, what did not help) stays.
+    if args.output.exists() and ANALYSIS_MARKER in args.output.read_text():
+        old = args.output.read_text()
+        table += "\n" + old[old.index(ANALYSIS_MARKER):]
     args.output.write_text(table)
     print(f"saved to {args.output}", file=sys.stderr)
 

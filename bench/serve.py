@@ -1,10 +1,10 @@
 """Bench-only entry: run a bot as it ships, plus the probes of ``bench.instrument``.
 
+With ``MicrosoftAppId`` set, the bot's credentials answer the one call that needs Azure
+AD (its outgoing token) locally; everything else, token checks included, is the SDK's.
+
     python -m bench.serve bot    # app.py's APP (STORAGE, SQLITE_PATH... from the environment)
     python -m bench.serve docs   # bench/docs_wiring_app.py, the docs' default wiring
-
-With ``MicrosoftAppId`` set, the bot's own credentials answer the one call that needs Azure
-AD (its outgoing token) locally; everything else, token checks included, is the SDK's.
 """
 
 from __future__ import annotations

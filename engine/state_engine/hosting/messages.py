@@ -40,8 +40,8 @@ TOKEN_REUSE_SECONDS = 300.0
 class CheckedTokens:
     """Authorization headers the SDK accepted, by (header, channel id, service URL).
 
-    A channel sends one token with many requests; the SDK decodes it about five times
-    per request to accept it (PyJWT checks each segment character by character). A
+    A channel sends one token with many requests; the SDK decodes it several times per
+    request to accept it (PyJWT checks each segment character by character). A
     header accepted for this channel and service URL is accepted again, as the same
     claims, until its token's ``exp`` or ``reuse_seconds``, whichever is first.
     Refused headers are never kept: each is checked in full."""

@@ -1,9 +1,8 @@
 """The HTTP transport of the Azure backends: the environment's proxy read once, not per request.
 
-azure-core's default transport lets aiohttp read the environment on every request
-(``trust_env``): the proxy variables and ~/.netrc, each looked up on a worker thread.
-Here the proxy that HTTPS_PROXY / HTTP_PROXY / NO_PROXY name for the store's endpoint is
-resolved when the store is built and handed to the SDK; no request leaves the event loop.
+azure-core's default transport has aiohttp look up the proxy variables and ~/.netrc on a
+worker thread for every request (``trust_env``). Here the proxy the environment names for
+the store's endpoint is resolved when the store is built and handed to the SDK.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """A TCP delay line on 127.0.0.1: forwards each connection to a target, every byte late.
 
-Each direction holds what it reads for half the round trip before writing it on, so a
-request and its answer arrive ``round_trip_ms`` later than they would directly, as over
-a network to a cloud store; bandwidth and ordering are untouched.
+Each direction holds what it reads for half the round trip before passing it on, so a
+request and its answer take ``round_trip_ms`` longer, as over a network to a cloud store.
 
     python -m state_engine.testing.delay_proxy --target 127.0.0.1:10000 --round-trip-ms 10
 """
