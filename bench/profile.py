@@ -101,7 +101,11 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks here")
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    py_spy = str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        py_spy = shutil.which("py-spy") or ""
+    if not py_spy:
+        raise SystemExit("py-spy is not installed: .venv/bin/pip install py-spy")
     [target] = [t for t in targets([args.target], raw=False) if t.key == args.target]
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp_dir, Channel() as channel, \
             contextlib.ExitStack() as stack:

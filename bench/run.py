@@ -599,8 +599,8 @@ def main() -> None:
     parser.add_argument("--only", default="", help="groups (" + ", ".join(GROUPS) + ") or target keys, "
                         "comma-separated: bare4,sqlite,cosmos10,...")
     parser.add_argument("--no-raw", action="store_true", help="leave out the raw-client rows")
-    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier commit: every bot target "
-                        "also runs on its engine (before/after, paired in the same rounds)")
+    parser.add_argument("--baseline", type=Path, help="a checkout of an earlier commit (git worktree add "
+                        "--detach DIR COMMIT): every bot target also runs on its engine, paired in the same rounds")
     parser.add_argument("--no-concurrency", action="store_true")
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.md")
     args = parser.parse_args()
