@@ -62,9 +62,12 @@ def activity(
 
 
 class Driver:
-    def __init__(self, bot_urls: Sequence[str], service_url: str) -> None:
+    def __init__(self, bot_urls: Sequence[str], service_url: str,
+                 headers: Optional[Dict[str, str]] = None) -> None:
+        """``headers`` go on every activity posted (an Authorization header, say)."""
         self.bot_urls = list(bot_urls)
         self.service_url = service_url
+        self.headers = dict(headers or {})
         self._session: Optional[aiohttp.ClientSession] = None
 
     async def __aenter__(self) -> "Driver":
@@ -79,7 +82,8 @@ class Driver:
 
     async def post(self, bot_index: int, body: Dict[str, Any]) -> int:
         assert self._session is not None
-        async with self._session.post(f"{self.bot_urls[bot_index]}/api/messages", json=body) as response:
+        url = f"{self.bot_urls[bot_index]}/api/messages"
+        async with self._session.post(url, json=body, headers=self.headers) as response:
             await response.read()
             return response.status
 

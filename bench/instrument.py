@@ -1,73 +1,173 @@
 """Bench-only probes that run inside a bot process: nothing here is product code.
 
-* ``count_storage``: counts the reads and writes a store receives, per state
-  scope, by wrapping the instance's ``read``/``write``/``delete`` methods (the
-  store's class and type stay what the product made, so nothing else changes).
-* ``LoopLagMonitor``: a task that asks to wake every few milliseconds and
-  records how late it wakes up: the time a callback waits for the event loop.
-* ``ConflictCounter``: counts the turn runner's ``turn conflict`` log records.
-* ``attach``: adds ``GET /bench/stats`` and ``POST /bench/reset`` to an app and
-  starts the monitor with it.
+``count_items`` wraps a ``StateStorage``'s ``ItemStore`` (calls, items, bytes, and each
+request's storage rounds on its critical path); ``LoopLagMonitor``, ``GcPauses`` and
+``ConflictCounter`` watch the process; ``attach`` serves them on ``/bench/stats``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import gc
 import logging
+import time
 from collections import Counter
-from typing import Any, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Tuple
 
 from aiohttp import web
 
 
-def scope_of(key: str) -> str:
-    """Which state scope a storage key belongs to (the SDK's key layouts)."""
-    if key.endswith("/log"):
-        return "log"
-    if "/conversations/" in key:
-        return "private" if "/users/" in key else "conversation"
-    if "/users/" in key:
-        return "user"
-    return "other"
+class TurnTrace:
+    """The storage calls made while one request was handled: (start, end) per call."""
+
+    def __init__(self) -> None:
+        self.calls: List[Tuple[float, float]] = []
+        #: When the turn's save returned: a call still running then is off the critical path.
+        self.saved_at = float("inf")
+
+    def rounds(self) -> int:
+        """How many storage waits the turn sat through one after another: overlapping
+        calls count once, calls that ended after its save returned not at all."""
+        count, busy_until = 0, float("-inf")
+        for start, end in sorted(c for c in self.calls if c[1] <= self.saved_at):
+            if start >= busy_until:
+                count += 1
+            busy_until = max(busy_until, end)
+        return count
+
+
+_IN_PUT: contextvars.ContextVar[bool] = contextvars.ContextVar("bench_in_put", default=False)
+_TRACE: contextvars.ContextVar[Optional[TurnTrace]] = contextvars.ContextVar("bench_trace", default=None)
 
 
 class StorageCounts:
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.rounds: Counter[int] = Counter()
+
+        self.cpu_started = time.process_time()
 
     def reset(self) -> None:
         self.counts.clear()
+        self.rounds.clear()
+        self.cpu_started = time.process_time()
 
-    def note(self, operation: str, keys: List[str]) -> None:
-        if not keys:
-            return  # our stores return at once on an empty call: no I/O to count
+    def note(self, operation: str, items: int, size: int, started: float) -> None:
         self.counts[f"{operation}_calls"] += 1
-        for key in keys:
-            self.counts[f"{operation}_keys"] += 1
-            self.counts[f"{operation}:{scope_of(key)}"] += 1
+        self.counts[f"{operation}_items"] += items
+        self.counts[f"{operation}_bytes"] += size
+        trace = _TRACE.get()
+        if trace is not None:
+            trace.calls.append((started, time.perf_counter()))
+
+    def snapshot(self) -> Dict[str, Any]:
+        return {
+            **self.counts,
+            "rounds": {str(k): v for k, v in sorted(self.rounds.items())},
+            "turns": sum(self.rounds.values()),
+            # The whole process's CPU (every thread) since the window began.
+            "cpu_seconds": time.process_time() - self.cpu_started,
+        }
 
 
 STORAGE_COUNTS = StorageCounts()
 
 
-def count_storage(storage: Any) -> Any:
-    """Wrap this store instance's read/write/delete with counters; returns it."""
+def item_kind(item_id: str) -> str:
+    """What an item holds: a conversation's partition, a user's state, or a membership entry."""
+    if "/users/" in item_id:
+        return "membership" if "/conversations/" in item_id else "user"
+    return "conversation" if "/conversations/" in item_id else "other"
+
+
+def count_items(storage: Any) -> Any:
+    """Wrap ``storage.items``' get/put/put_all with counters (the instance only); returns ``storage``."""
+    items = storage.items
+    get, put, put_all = items.get, items.put, items.put_all
+
+    async def counted_get(item_ids: Sequence[str]) -> Dict[str, Any]:
+        started = time.perf_counter()
+        found = await get(item_ids)
+        size = 0
+        for item_id, item in found.items():
+            size += len(item.text)
+            STORAGE_COUNTS.counts[f"get_bytes:{item_kind(item_id)}"] += len(item.text)
+        STORAGE_COUNTS.note("get", len(item_ids), size, started)
+        return found
+
+    async def counted_put(one: Any) -> Optional[str]:
+        started = time.perf_counter()
+        token = _IN_PUT.set(True)  # SQLite's and memory's put is a put_all of one
+        try:
+            e_tag = await put(one)
+        finally:
+            _IN_PUT.reset(token)
+        STORAGE_COUNTS.note("put", 1, len(one.text or ""), started)
+        return e_tag
+
+    async def counted_put_all(puts: Sequence[Any]) -> Dict[str, Optional[str]]:
+        if _IN_PUT.get():
+            return await put_all(puts)
+        started = time.perf_counter()
+        e_tags = await put_all(puts)
+        STORAGE_COUNTS.note("put_all", len(puts), sum(len(p.text or "") for p in puts), started)
+        return e_tags
+
+    items.get, items.put = counted_get, counted_put
+    if items.atomic_batch:
+        items.put_all = counted_put_all
+    commit = storage.commit
+
+    async def traced_commit(changes: Sequence[Any]) -> Dict[str, str]:
+        try:
+            return await commit(changes)
+        finally:
+            trace = _TRACE.get()
+            if trace is not None:
+                trace.saved_at = time.perf_counter()
+
+    storage.commit = traced_commit
+    return storage
+
+
+def count_sdk_storage(storage: Any) -> Any:
+    """The same counts for an SDK ``Storage`` (the docs' wiring): read/write/delete calls."""
     read, write, delete = storage.read, storage.write, storage.delete
 
     async def counted_read(keys: List[str]) -> Dict[str, Any]:
-        STORAGE_COUNTS.note("read", list(keys))
-        return await read(keys)
+        started = time.perf_counter()
+        found = await read(keys)
+        STORAGE_COUNTS.note("get", len(keys), 0, started)
+        return found
 
     async def counted_write(changes: Dict[str, Any]) -> None:
-        STORAGE_COUNTS.note("write", list(changes))
+        started = time.perf_counter()
         await write(changes)
+        if changes:
+            STORAGE_COUNTS.note("put", len(changes), 0, started)
 
     async def counted_delete(keys: List[str]) -> None:
-        STORAGE_COUNTS.note("delete", list(keys))
+        started = time.perf_counter()
         await delete(keys)
+        STORAGE_COUNTS.note("put", len(keys), 0, started)
 
     storage.read, storage.write, storage.delete = counted_read, counted_write, counted_delete
     return storage
+
+
+@web.middleware
+async def trace_turns(request: web.Request, handler: Callable[[web.Request], Awaitable[Any]]) -> Any:
+    """Collect the storage calls of each /api/messages request into its trace."""
+    if request.path != "/api/messages":
+        return await handler(request)
+    trace = TurnTrace()
+    token = _TRACE.set(trace)
+    try:
+        return await handler(request)
+    finally:
+        _TRACE.reset(token)
+        STORAGE_COUNTS.rounds[trace.rounds()] += 1
 
 
 class LoopLagMonitor:
@@ -93,11 +193,39 @@ class LoopLagMonitor:
             self._task.cancel()
 
     def summary(self) -> Dict[str, float]:
-        lags = sorted(self.lags)
-        if not lags:
-            return {"samples": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
-        pick = lambda q: lags[min(len(lags) - 1, int(q * len(lags)))] * 1000  # noqa: E731
-        return {"samples": len(lags), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": lags[-1] * 1000}
+        return _summary(self.lags)
+
+
+def _summary(values: List[float]) -> Dict[str, float]:
+    ordered = sorted(values)
+    if not ordered:
+        return {"samples": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000  # noqa: E731
+    return {"samples": len(ordered), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "max_ms": ordered[-1] * 1000}
+
+
+class GcPauses:
+    """Times every collection through ``gc.callbacks``, by generation."""
+
+    def __init__(self) -> None:
+        self.pauses: Dict[int, List[float]] = {0: [], 1: [], 2: []}
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: Dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+
+    def install(self) -> None:
+        gc.callbacks.append(self)
+
+    def reset(self) -> None:
+        for pauses in self.pauses.values():
+            pauses.clear()
+
+    def summary(self) -> Dict[str, Any]:
+        return {str(generation): _summary(pauses) for generation, pauses in self.pauses.items()}
 
 
 class ConflictCounter(logging.Handler):
@@ -119,16 +247,20 @@ class ConflictCounter(logging.Handler):
 def attach(app: web.Application) -> None:
     """Serve the probes' numbers on ``/bench/stats``; ``/bench/reset`` starts a new window."""
     monitor = LoopLagMonitor()
+    gc_pauses = GcPauses()
+    gc_pauses.install()
     conflicts = ConflictCounter()
     runner_logger = logging.getLogger("state_engine.turns.runner")
     runner_logger.addHandler(conflicts)
     runner_logger.setLevel(logging.INFO)
+    app.middlewares.append(trace_turns)
 
     async def stats(_: web.Request) -> web.Response:
         return web.json_response(
             {
-                "storage": dict(STORAGE_COUNTS.counts),
+                "storage": STORAGE_COUNTS.snapshot(),
                 "loop_lag": monitor.summary(),
+                "gc": gc_pauses.summary(),
                 "conflicts": conflicts.conflicts,
                 "gave_up": conflicts.gave_up,
             }
@@ -137,6 +269,7 @@ def attach(app: web.Application) -> None:
     async def reset(_: web.Request) -> web.Response:
         STORAGE_COUNTS.reset()
         monitor.lags.clear()
+        gc_pauses.reset()
         conflicts.conflicts = conflicts.gave_up = 0
         return web.json_response({})
 

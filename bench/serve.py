@@ -1,11 +1,10 @@
-"""Bench-only entry: run a bot exactly as it ships, plus the probes of ``bench.instrument``.
+"""Bench-only entry: run a bot as it ships, plus the probes of ``bench.instrument``.
+
+With ``MicrosoftAppId`` set, the bot's credentials answer the one call that needs Azure
+AD (its outgoing token) locally; everything else, token checks included, is the SDK's.
 
     python -m bench.serve bot    # app.py's APP (STORAGE, SQLITE_PATH... from the environment)
     python -m bench.serve docs   # bench/docs_wiring_app.py, the docs' default wiring
-
-The only difference from ``python app.py`` is that the store made by
-``storage.create_storage`` (or the docs wiring's MemoryStorage) is counted, and
-``/bench/stats`` / ``/bench/reset`` exist.
 """
 
 from __future__ import annotations
@@ -16,35 +15,71 @@ import sys
 from aiohttp import web
 
 from bench import instrument
-from config import DefaultConfig
-from state_engine.stores.json_storage import JsonStorage
+
+#: The bot's token for its replies when an app id is set (the channel here ignores it).
+LOCAL_TOKEN = "bench-local-token"
+
+
+def _local_credentials() -> None:
+    """Give ``ConfigurationBotFrameworkAuthentication`` a credentials factory whose
+    credentials return a fixed token (MSAL's login call cannot work offline)."""
+    import botbuilder.integration.aiohttp as integration
+    from botframework.connector.auth import MicrosoftAppCredentials, PasswordServiceClientCredentialFactory
+
+    class LocalTokenCredentials(MicrosoftAppCredentials):
+        def get_access_token(self, force_refresh: bool = False) -> str:
+            return LOCAL_TOKEN
+
+    class LocalCredentialFactory(PasswordServiceClientCredentialFactory):
+        async def create_credentials(self, app_id, oauth_scope, login_endpoint, validate_authority):
+            if await self.is_authentication_disabled():
+                return MicrosoftAppCredentials.empty()
+            if not await self.is_valid_app_id(app_id):
+                raise PermissionError("Invalid app_id")
+            return LocalTokenCredentials(app_id, self.password, self.tenant_id, oauth_scope)
+
+    sdk_class = integration.ConfigurationBotFrameworkAuthentication
+
+    class LocalConfigurationAuthentication(sdk_class):
+        def __init__(self, configuration, *args, **kwargs) -> None:
+            kwargs.setdefault(
+                "credentials_factory",
+                LocalCredentialFactory(configuration.APP_ID, configuration.APP_PASSWORD),
+            )
+            super().__init__(configuration, *args, **kwargs)
+
+    integration.ConfigurationBotFrameworkAuthentication = LocalConfigurationAuthentication
 
 
 def serve_bot() -> None:
-    import storage
+    import state_engine.stores as stores
 
-    make_storage = storage.create_storage
+    make_storage = stores.create_storage
 
-    def counted_create_storage(config: DefaultConfig) -> JsonStorage:
-        return instrument.count_storage(make_storage(config))
+    def counted_create_storage(*args, **kwargs):
+        return instrument.count_items(make_storage(*args, **kwargs))
 
-    # app.py imports create_storage by name when it is imported: patch it first.
-    storage.create_storage = counted_create_storage
+    # app.py imports both names when it is imported: replace them first.
+    stores.create_storage = counted_create_storage
+    if os.environ.get("MicrosoftAppId"):
+        _local_credentials()
     import app
+    from state_engine.hosting.serve import run
 
     instrument.attach(app.APP)
-    web.run_app(app.APP, host=app.CONFIG.HOST, port=app.CONFIG.PORT)
+    run(app.APP, app.CONFIG.HOST, app.CONFIG.PORT)
 
 
 def serve_docs_wiring() -> None:
     from botbuilder.core import MemoryStorage
 
     from bench import docs_wiring_app
+    from config import DefaultConfig
 
-    docs_wiring_app.MemoryStorage = lambda: instrument.count_storage(MemoryStorage())
+    docs_wiring_app.MemoryStorage = lambda: instrument.count_sdk_storage(MemoryStorage())
     docs_app = docs_wiring_app.create_app(DefaultConfig.from_env())
     instrument.attach(docs_app)
-    web.run_app(docs_app, host="127.0.0.1", port=int(os.environ["PORT"]))
+    web.run_app(docs_app, host="127.0.0.1", port=int(os.environ["PORT"]), print=None)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ the same JSON (``engine/tests/test_activity_json.py`` compares the two) at a fra
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import enum
-from typing import Any, Dict
+from typing import Any, Dict, Optional, Tuple
 
 from botbuilder.schema import Activity
 from msrest.serialization import Deserializer, Model, Serializer
@@ -81,25 +82,42 @@ def activity_from_json(data: Dict[str, Any]) -> Activity:
         return Activity().deserialize(data)
 
 
-def _build(cls: type, data: Any) -> Model:
-    if not isinstance(data, dict) or getattr(cls, "_subtype_map", None):
-        raise _NeedsMsrest
+# Per model class: {wire key: (attribute, declared type)}, or None when msrest must read it.
+_FIELDS: Dict[type, Optional[Dict[str, Tuple[str, str]]]] = {}
+
+
+def _fields(cls: type) -> Optional[Dict[str, Tuple[str, str]]]:
+    try:
+        return _FIELDS[cls]
+    except KeyError:
+        pass
     attribute_map = cls._attribute_map
-    if "additional_properties" in attribute_map:
+    fields: Optional[Dict[str, Tuple[str, str]]] = {
+        spec["key"]: (attribute, spec["type"]) for attribute, spec in attribute_map.items()
+    }
+    if (
+        getattr(cls, "_subtype_map", None)
+        or "additional_properties" in attribute_map
+        or any("." in key for key in fields)  # type: ignore[union-attr]
+    ):
+        fields = None  # polymorphic, open-ended or flattened: msrest's job
+    _FIELDS[cls] = fields
+    return fields
+
+
+def _build(cls: type, data: Any) -> Model:
+    fields = _fields(cls)
+    if fields is None or not isinstance(data, dict):
         raise _NeedsMsrest
     arguments: Dict[str, Any] = {}
-    known = set()
-    for attribute, spec in attribute_map.items():
-        key = spec["key"]
-        if "." in key:
-            raise _NeedsMsrest
-        known.add(key)
-        value = data.get(key)
-        if value is not None:
-            arguments[attribute] = _parse(value, spec["type"])
+    unknown: Dict[str, Any] = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            unknown[key] = value  # msrest keeps keys the schema does not know
+        elif value is not None:
+            arguments[field[0]] = _parse(value, field[1])
     model = cls(**arguments)
-    # msrest keeps the keys the schema does not know, as additional_properties.
-    unknown = {key: value for key, value in data.items() if key not in known}
     if unknown:
         model.additional_properties = unknown
     return model
@@ -121,3 +139,50 @@ def _parse(value: Any, data_type: str) -> Any:
             raise _NeedsMsrest
         return value
     raise _NeedsMsrest
+
+
+
+# Values copy.deepcopy hands back as they are.
+_ATOMIC = frozenset((type(None), str, int, float, bool, bytes, dt.datetime, dt.date, dt.time, dt.timedelta))
+
+
+def copy_model(model: Model, as_class: Optional[type] = None, memo: Optional[Dict[int, Any]] = None) -> Model:
+    """What ``copy.deepcopy(model)`` returns for the schema's models (an instance of
+    ``as_class`` if given), without deepcopy's generic ``__reduce_ex__`` round trip: the
+    SDK deep-copies every reply it sends. Models that define their own ``__deepcopy__``,
+    and values that are not models, lists, dicts or atomic, are left to deepcopy."""
+    memo = {} if memo is None else memo
+    return _copy_fields(model, as_class or type(model), memo)
+
+
+def _copy_fields(model: Model, cls: type, memo: Dict[int, Any]) -> Model:
+    result = cls.__new__(cls)
+    memo[id(model)] = result
+    atomic = _ATOMIC
+    result.__dict__.update(
+        {name: item if type(item) in atomic else _copy(item, memo) for name, item in model.__dict__.items()}
+    )
+    return result
+
+
+def _copy(value: Any, memo: Dict[int, Any]) -> Any:
+    kind = type(value)
+    if kind in _ATOMIC or isinstance(value, enum.Enum):
+        return value
+    found = memo.get(id(value))
+    if found is not None:
+        return found
+    if kind is list:
+        result: Any = []
+        memo[id(value)] = result
+        result.extend(_copy(item, memo) for item in value)
+        return result
+    if kind is dict:
+        result = {}
+        memo[id(value)] = result
+        for key, item in value.items():
+            result[_copy(key, memo)] = _copy(item, memo)
+        return result
+    if isinstance(value, Model) and getattr(kind, "__deepcopy__", None) is None and hasattr(value, "__dict__"):
+        return _copy_fields(value, kind, memo)
+    return copy.deepcopy(value, memo)

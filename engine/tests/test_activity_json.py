@@ -3,6 +3,7 @@ same wire text out, the same Activity back in (state_engine/activity_json.py).""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 
@@ -23,7 +24,7 @@ from botbuilder.dialogs.choices import ChoiceFactory
 
 from msrest.serialization import Model
 
-from state_engine.activity_json import activity_from_json, activity_to_json
+from state_engine.activity_json import activity_from_json, activity_to_json, copy_model
 
 
 def _addressed(activity: Activity) -> Activity:
@@ -65,6 +66,46 @@ REPLIES = {
         type="event", name="when", value={"at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)}
     ),
 }
+
+
+def _shape(value, seen=None):
+    """A value's structure, object identity inside it included (which parts are shared)."""
+    seen = {} if seen is None else seen
+    if isinstance(value, Model):
+        if id(value) in seen:
+            return ("same as", seen[id(value)])
+        seen[id(value)] = len(seen)
+        return (type(value).__name__, {k: _shape(v, seen) for k, v in sorted(vars(value).items())})
+    if isinstance(value, list):
+        return [_shape(item, seen) for item in value]
+    if isinstance(value, dict):
+        return {k: _shape(v, seen) for k, v in value.items()}
+    return (type(value).__name__, value)
+
+
+def _objects(value, found=None):
+    """Every mutable object reachable from ``value``."""
+    found = [] if found is None else found
+    if isinstance(value, (Model, list, dict)):
+        found.append(value)
+        items = vars(value).values() if isinstance(value, Model) else (
+            value.values() if isinstance(value, dict) else value)
+        for item in items:
+            _objects(item, found)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(REPLIES))
+def test_copy_model_is_what_deepcopy_makes(name):
+    activity = _addressed(REPLIES[name])
+    activity.recipient = activity.from_property  # a shared object stays shared in the copy
+    copied, reference = copy_model(activity), copy.deepcopy(activity)
+    assert type(copied) is Activity
+    assert _shape(copied) == _shape(reference)
+    assert json.dumps(copied.serialize(), sort_keys=True) == json.dumps(reference.serialize(), sort_keys=True)
+    # Nothing mutable is shared with the original.
+    originals = {id(obj) for obj in _objects(activity)}
+    assert not originals & {id(obj) for obj in _objects(copied)}
 
 
 @pytest.mark.parametrize("name", sorted(REPLIES))

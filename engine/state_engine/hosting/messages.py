@@ -2,14 +2,14 @@
 
 A bad request gets a 4xx with a one-line reason before any turn runs: too large,
 undecodable or too slow a body, an invalid activity (validation.py), a missing or
-invalid token when the bot has an app id (authentication.py).
+invalid token when the bot has an app id (authentication.py; one accepted is reused until it expires).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Optional
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -22,12 +22,14 @@ from state_engine.hosting.connectors import ChannelRequestError
 
 from .validation import BadRequest, parse_activity, parse_json
 from .authentication import KeysBusy, authenticate
+from .checked_tokens import CheckedTokens
 
 logger = logging.getLogger(__name__)
 
 #: A body that has not arrived in full this long after its headers is refused (408):
 #: a client trickling it would otherwise hold a connection and a handler for good.
 BODY_TIMEOUT_SECONDS = 10.0
+
 
 
 def _error(status: int, reason: str) -> web.Response:
@@ -104,7 +106,10 @@ def make_messages_handler(
     bot: Bot,
     max_request_bytes: int,
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
+    checked_tokens: Optional[CheckedTokens] = None,
 ):
+    checked_tokens = checked_tokens if checked_tokens is not None else CheckedTokens()
+
     async def messages(request: web.Request) -> web.StreamResponse:
         if request.content_type != "application/json":
             return _error(415, "Content-Type must be application/json")
@@ -121,12 +126,12 @@ def make_messages_handler(
         except BadRequest as problem:
             return _error(400, str(problem))
 
+        header = request.headers.get("Authorization", "")
         try:
-            auth_result = await authenticate(
-                adapter.bot_framework_authentication,
-                activity,
-                request.headers.get("Authorization", ""),
-            )
+            auth_result = checked_tokens.get(header, activity)
+            if auth_result is None:
+                auth_result = await authenticate(adapter.bot_framework_authentication, activity, header)
+                checked_tokens.remember(header, activity, auth_result)
         except PermissionError as error:
             logger.info("request refused: %s", error)
             return _error(401, "a valid Bot Framework token is required")

@@ -11,7 +11,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Dict, List, Optional
 from urllib.parse import quote, unquote
 
 from azure.core import MatchConditions
@@ -21,6 +21,7 @@ from ..conditions import Expect
 from ..errors import StorageConfigurationError
 from ..settings import setting
 from .azure_storage import AzureStorageItems, check_connection_string
+from .azure_transport import env_proxies, transport
 from .items import Item, Put
 
 _MAX_NAME_LENGTH = 1024
@@ -72,13 +73,20 @@ class BlobItems(AzureStorageItems):
     def __init__(self, settings: BlobSettings, request_timeout: float = 3.0) -> None:
         settings.check()
         super().__init__(settings.container)
-        try:
-            self._service = BlobServiceClient.from_connection_string(
+        def service(proxies: Optional[Dict[str, str]] = None) -> BlobServiceClient:
+            return BlobServiceClient.from_connection_string(
                 settings.connection_string,
                 retry_policy=LinearRetry(backoff=0.2, retry_total=1, random_jitter_range=0.1),
-                connection_timeout=request_timeout,
-                read_timeout=request_timeout,
+                transport=transport(request_timeout, request_timeout),
+                proxies=proxies,
             )
+
+        try:
+            self._service = service()
+            # The proxy for the account's endpoint, read from the environment once.
+            proxies = env_proxies(self._service.url)
+            if proxies is not None:
+                self._service = service(proxies)
         except ValueError as error:
             raise StorageConfigurationError(
                 f"BLOB_CONNECTION_STRING is not a storage connection string ({error})"

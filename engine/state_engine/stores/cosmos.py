@@ -20,7 +20,6 @@ from urllib.parse import urlparse
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
-from azure.core.pipeline.transport import AioHttpTransport
 from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
 from azure.cosmos.aio import ContainerProxy, CosmosClient
@@ -36,6 +35,7 @@ from ..errors import (
 )
 from ..settings import setting
 from .azure_logging import quiet_azure_logging
+from .azure_transport import env_proxies, transport
 from .items import Item, ItemStore, Put
 
 logger = logging.getLogger(__name__)
@@ -139,9 +139,8 @@ class CosmosItems(ItemStore):
                 self._settings.key,
                 enable_endpoint_discovery=self._settings.endpoint_discovery,
                 # The client's own timeout arguments do not reach its transport; this does.
-                transport=AioHttpTransport(
-                    connection_timeout=self._request_timeout, read_timeout=self._request_timeout
-                ),
+                transport=transport(self._request_timeout, self._request_timeout),
+                proxies=env_proxies(self._settings.uri) or {},  # Cosmos updates it: never None
                 retry_total=1,
                 retry_backoff_max=1,
                 retry_backoff_factor=0.2,

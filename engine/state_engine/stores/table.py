@@ -21,6 +21,7 @@ from ..conditions import Expect
 from ..errors import StorageConfigurationError
 from ..settings import setting
 from .azure_storage import AzureStorageItems, check_connection_string
+from .azure_transport import env_proxies, transport
 from .items import Item, Put
 
 ROW_KEY = ""
@@ -87,15 +88,22 @@ class TableItems(AzureStorageItems):
     def __init__(self, settings: TableSettings, request_timeout: float = 3.0) -> None:
         settings.check()
         super().__init__(settings.table)
-        try:
-            self._table = TableClient.from_connection_string(
+        def table(proxies: Optional[Dict[str, str]] = None) -> TableClient:
+            return TableClient.from_connection_string(
                 settings.connection_string,
                 settings.table,
                 retry_total=1,
                 retry_backoff_factor=0.2,
-                connection_timeout=request_timeout,
-                read_timeout=request_timeout,
+                transport=transport(request_timeout, request_timeout),
+                proxies=proxies,
             )
+
+        try:
+            self._table = table()
+            # The proxy for the account's endpoint, read from the environment once.
+            proxies = env_proxies(self._table.url)
+            if proxies is not None:
+                self._table = table(proxies)
         except ValueError as error:
             raise StorageConfigurationError(
                 f"TABLE_CONNECTION_STRING is not a storage connection string ({error})"

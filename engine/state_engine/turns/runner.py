@@ -14,12 +14,13 @@ import random
 import weakref
 from copy import copy
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 from botbuilder.core import Bot, BotState, MessageFactory, TurnContext
 from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 
 from .. import keys
+from ..activity_json import copy_model
 from ..conditions import ABSENT
 from ..errors import ItemTooLargeError, PreconditionFailedError, StorageError, UnsafeDocumentError
 from ..stores.state_storage import Change, decode_record
@@ -84,6 +85,21 @@ class _OutOfTime(Exception):
     """The attempt used the time it had before saving; nothing was written."""
 
 
+class _HeldReply(Activity):
+    """A reply held until the turn is saved: a shallow copy of what the bot sent. The
+    SDK deep-copies every activity it sends; this one's deep copy is the plain Activity
+    ``copy.deepcopy`` would make, built field by field (a fraction of its cost)."""
+
+    def __deepcopy__(self, memo: Dict[int, Any]) -> Activity:
+        return copy_model(self, Activity, memo)
+
+    @classmethod
+    def of(cls, activity: Activity) -> "_HeldReply":
+        held = cls.__new__(cls)
+        held.__dict__.update(activity.__dict__)
+        return held
+
+
 class _AttemptContext(TurnContext):
     """One attempt's context: fresh state caches, replies held in ``outbox``.
 
@@ -96,7 +112,10 @@ class _AttemptContext(TurnContext):
         self.outbox: List[Activity] = []
 
     async def send_activities(self, activities: List[Activity]) -> List[ResourceResponse]:
-        self.outbox.extend(copy(activity) for activity in activities)
+        self.outbox.extend(
+            _HeldReply.of(activity) if type(activity) is Activity else copy(activity)
+            for activity in activities
+        )
         if any(activity.type != ActivityTypes.trace for activity in activities):
             self.responded = True
         return [ResourceResponse() for _ in activities]

@@ -1,0 +1,194 @@
+"""The ceiling for a cloud store: its Azure SDK doing only a usual turn's storage calls.
+
+Each worker repeats one "turn": read its conversation, user and membership items in
+parallel, then replace the conversation item if its ETag still matches, at the sizes the
+bot stores. No bot and no HTTP in or out; prints one JSON line of results.
+
+    python -m bench.raw_client --store blob --warmup 1 --duration 3   # settings from the env
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import time
+from typing import Any, Awaitable, Callable, Dict, List, Tuple
+
+from azure.core.exceptions import ResourceExistsError
+
+from state_engine.stores.azure_transport import transport
+
+Turn = Callable[[int], Awaitable[None]]
+
+
+def _document(size: int, worker: int) -> Dict[str, Any]:
+    """A JSON object of about ``size`` characters."""
+    base = {"$partition": 1, "records": {f"raw/{worker}": {"e_tag": "0" * 16, "value": {"text": ""}}}}
+    pad = max(0, size - len(json.dumps(base)))
+    base["records"][f"raw/{worker}"]["value"]["text"] = "x" * pad
+    return base
+
+
+def _ids(run: str, worker: int) -> Tuple[str, str, str]:
+    return (f"emulator/conversations/{run}-c{worker}", f"emulator/users/{run}-u{worker}",
+            f"emulator/users/{run}-u{worker}/conversations/{run}-c{worker}")
+
+
+async def _cosmos(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Turn, Callable[[], Awaitable[None]]]:
+    from azure.core import MatchConditions
+    from azure.cosmos import PartitionKey
+    from azure.cosmos.aio import CosmosClient
+
+    client = CosmosClient(
+        os.environ["COSMOS_DB_URI"], os.environ["COSMOS_DB_PRIMARY_KEY"],
+        enable_endpoint_discovery=False,
+        transport=transport(3, 3),
+        retry_total=1, retry_backoff_max=1, retry_backoff_factor=0.2, logging_enable=False,
+    )
+    database = await client.create_database_if_not_exists(os.environ["COSMOS_DB_DATABASE_ID"])
+    container = await database.create_container_if_not_exists(
+        os.environ["COSMOS_DB_CONTAINER_ID"] + "raw", PartitionKey(path="/id"))
+    etags: Dict[int, str] = {}
+    bodies: Dict[int, Dict[str, Any]] = {}
+    for worker in range(workers):
+        for item_id, size in zip(_ids(run, worker), sizes):
+            body = {"id": item_id.replace("/", "|"), "realId": item_id, "document": _document(size, worker)}
+            written = await container.upsert_item(body)
+            if item_id == _ids(run, worker)[0]:
+                etags[worker], bodies[worker] = written["_etag"], body
+
+    async def turn(worker: int) -> None:
+        ids = [i.replace("/", "|") for i in _ids(run, worker)]
+        found = await asyncio.gather(*(container.read_item(i, partition_key=i) for i in ids))
+        written = await container.replace_item(
+            ids[0], bodies[worker], etag=found[0]["_etag"], match_condition=MatchConditions.IfNotModified)
+        etags[worker] = written["_etag"]
+
+    return turn, client.close
+
+
+async def _blob(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Turn, Callable[[], Awaitable[None]]]:
+    from urllib.parse import quote
+
+    from azure.core import MatchConditions
+    from azure.storage.blob.aio import BlobServiceClient, LinearRetry
+
+    service = BlobServiceClient.from_connection_string(
+        os.environ["BLOB_CONNECTION_STRING"],
+        retry_policy=LinearRetry(backoff=0.2, retry_total=1, random_jitter_range=0.1),
+        transport=transport(3, 3),
+    )
+    container = service.get_container_client(os.environ["BLOB_CONTAINER_NAME"] + "raw")
+    with contextlib.suppress(ResourceExistsError):
+        await container.create_container()
+    clients: Dict[int, List[Any]] = {}
+    data: Dict[int, bytes] = {}
+    for worker in range(workers):
+        clients[worker] = [container.get_blob_client(quote(i, safe="")) for i in _ids(run, worker)]
+        for blob, size in zip(clients[worker], sizes):
+            await blob.upload_blob(json.dumps(_document(size, worker)).encode(), overwrite=True)
+        data[worker] = json.dumps(_document(sizes[0], worker)).encode()
+
+    async def read(blob: Any) -> Tuple[bytes, str]:
+        download = await blob.download_blob()
+        return await download.readall(), download.properties.etag
+
+    async def turn(worker: int) -> None:
+        found = await asyncio.gather(*(read(blob) for blob in clients[worker]))
+        await clients[worker][0].upload_blob(
+            data[worker], overwrite=True, metadata={"itemid": "raw"},
+            etag=found[0][1], match_condition=MatchConditions.IfNotModified)
+
+    return turn, service.close
+
+
+async def _table(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Turn, Callable[[], Awaitable[None]]]:
+    from azure.core import MatchConditions
+    from azure.data.tables import UpdateMode
+    from azure.data.tables.aio import TableClient
+
+    table = TableClient.from_connection_string(
+        os.environ["TABLE_CONNECTION_STRING"], os.environ["TABLE_NAME"] + "raw",
+        retry_total=1, retry_backoff_factor=0.2, transport=transport(3, 3),
+    )
+    with contextlib.suppress(ResourceExistsError):
+        await table.create_table()
+    entities: Dict[int, Dict[str, Any]] = {}
+    for worker in range(workers):
+        for item_id, size in zip(_ids(run, worker), sizes):
+            key = item_id.replace("/", "*2f")
+            entity = {"PartitionKey": key, "RowKey": "", "Key": item_id, "DocumentParts": 1,
+                      "Document0": json.dumps(_document(size, worker))}
+            await table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            if item_id == _ids(run, worker)[0]:
+                entities[worker] = entity
+
+    async def turn(worker: int) -> None:
+        keys = [i.replace("/", "*2f") for i in _ids(run, worker)]
+        found = await asyncio.gather(*(table.get_entity(key, "") for key in keys))
+        await table.update_entity(entities[worker], mode=UpdateMode.REPLACE,
+                                  etag=found[0].metadata["etag"], match_condition=MatchConditions.IfNotModified)
+
+    return turn, table.close
+
+
+STORES = {"cosmos": _cosmos, "blob": _blob, "table": _table}
+
+
+async def measure(store: str, workers: int, warmup: float, duration: float, sizes: Tuple[int, int, int]) -> Dict[str, Any]:
+    run = os.urandom(4).hex()
+    turn, close = await STORES[store](workers, sizes, run)
+    try:
+        async def load(seconds: float, record: bool) -> Tuple[List[float], int]:
+            latencies: List[float] = []
+            errors = 0
+            end = time.perf_counter() + seconds
+
+            async def worker(number: int) -> None:
+                nonlocal errors
+                while time.perf_counter() < end:
+                    began = time.perf_counter()
+                    try:
+                        await turn(number)
+                    except Exception:  # a failed turn is counted, not measured
+                        errors += 1
+                        continue
+                    finished = time.perf_counter()
+                    if record and finished <= end:
+                        latencies.append(finished - began)
+
+            await asyncio.gather(*(worker(n) for n in range(workers)))
+            return latencies, errors
+
+        await load(warmup, False)
+        cpu_started = time.process_time()
+        latencies, errors = await load(duration, True)
+        cpu = time.process_time() - cpu_started
+    finally:
+        await close()
+    return {"turns": len(latencies), "seconds": duration, "latencies": latencies, "errors": errors,
+            "cpu_seconds": cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", choices=sorted(STORES), required=True)
+    parser.add_argument("--workers", type=int, default=20)
+    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=3.0)
+    parser.add_argument("--sizes", default="2000,200,150",
+                        help="characters of the conversation, user and membership items")
+    args = parser.parse_args()
+    from state_engine.stores.azure_logging import quiet_azure_logging
+
+    quiet_azure_logging()
+    sizes = tuple(int(x) for x in args.sizes.split(","))
+    result = asyncio.run(measure(args.store, args.workers, args.warmup, args.duration, sizes))  # type: ignore[arg-type]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
