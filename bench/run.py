@@ -19,7 +19,6 @@ import os
 import platform
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from typing import Any, Dict, List, Optional
 
 from bench.driver import Driver, LoadResult, activity, echo_plan, shared_plan
 from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, free_port, http_get
+from state_engine.testing.processes import LoggedProcess
 
 RESULTS = PROJECT_ROOT / "bench" / "results"
 #: bench/results/latest.md keeps what follows this line when a run rewrites its tables.
@@ -140,24 +140,20 @@ class Channel:
     def __init__(self) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._process: Optional[subprocess.Popen] = None
+        command = [sys.executable, "-m", "bench.channel", "--port", str(self.port)]
+        self._process = LoggedProcess(command, Path(tempfile.gettempdir()) / f"bench-channel-{self.port}.log")
+
+    def _answers(self) -> bool:
+        with contextlib.suppress(OSError):
+            return http_get(f"{self.url}/stats", timeout=1)[0] == 200
+        return False
 
     def __enter__(self) -> "Channel":
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.channel", "--port", str(self.port)], cwd=PROJECT_ROOT
-        )
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if http_get(f"{self.url}/stats", timeout=1)[0] == 200:
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("the bench channel did not start")
+        self._process.start(lambda _log: self._answers(), 15, "the bench channel")
+        return self
 
     def __exit__(self, *exc_info: object) -> None:
-        assert self._process is not None
-        self._process.terminate()
-        self._process.wait(10)
+        self._process.stop()
 
 
 class Stores:
