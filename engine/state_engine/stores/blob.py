@@ -27,7 +27,7 @@ from .items import Item, Put
 _MAX_NAME_LENGTH = 1024
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ID_METADATA = "itemid"
-_CLIENTS_KEPT = 1024
+_CLIENTS_KEPT = 256
 
 
 @dataclass(frozen=True)
