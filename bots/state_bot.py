@@ -155,6 +155,12 @@ class StateBot(ActivityHandler):
         if turn_context.activity.type == ActivityTypes.delete_user_data:
             await self._storage.forget_user(turn_context.activity)
 
+    async def on_teams_signin_token_exchange(self, turn_context: TurnContext) -> None:
+        # botbuilder 4.17's ActivityHandler calls this Teams-only method for every
+        # signin/tokenExchange invoke; this bot has no sign-in, so it gets the same 501
+        # as the other sign-in invoke instead of an AttributeError.
+        await self.on_sign_in_invoke(turn_context)
+
     async def _converse(
         self,
         turn_context: TurnContext,

@@ -374,6 +374,7 @@ def test_activity_types_the_bot_does_not_handle_change_nothing(live: LiveBot, ca
         ("adaptiveCard/action", None, 400),
         ("adaptiveCard/action", {"action": {"type": "Action.Submit"}}, 400),
         ("signin/verifyState", {"state": "123"}, 501),
+        ("signin/tokenExchange", {"id": "x", "token": "t"}, 501),  # not only on Teams
         ("healthCheck", None, 501),  # the Python SDK has no healthCheck handler
     ],
 )
@@ -383,6 +384,7 @@ def test_invoke_gets_the_sdk_invoke_response_not_a_500(live: LiveBot, name, valu
     before = live.store()
     status, answer = live.http.post_json(activity)
     assert status == expected, answer
+    assert "[on_turn_error]" not in live.bot.logs()
     if status == 400:  # the protocol's error object, not the SDK's unserializable Exception
         body = json.loads(answer)
         assert body["type"] == "application/vnd.microsoft.error"
