@@ -47,7 +47,7 @@ CLOUD = ("cosmos", "blob", "table")
 STARTUP_COMMAND = "gunicorn --bind 0.0.0.0 --worker-class aiohttp.worker.GunicornWebWorker --timeout 600 app:APP"
 APP_ID = "00000000-bench-0000-0000-000000000001"
 GROUPS = {
-    "core": ["bare4", "bare3", "docs", "sqlite", "memory"],
+    "core": ["bare4", "bare3", "docs", "floor", "sqlite", "memory"],
     "cloud": [f"{s}{ms}" for ms in LATENCIES_MS for s in CLOUD],
     "auth": ["sqlite", "sqlite-auth"],
     "gunicorn": ["gunicorn1", "gunicorn2"],
@@ -225,6 +225,8 @@ def targets(only: List[str], raw: bool) -> List[Target]:
         Target("bare4", "bare aiohttp handler, 4 replies", bare, {"BENCH_REPLIES": "4"}, has_storage=False),
         Target("bare3", "bare aiohttp handler, 3 replies", bare, {"BENCH_REPLIES": "3"}, 3, False),
         Target("docs", "docs' default wiring, MemoryStorage", [python, "-m", "bench.serve", "docs"]),
+        Target("floor", "this engine, replies only (no state), sqlite", [python, "-m", "bench.serve", "floor"],
+               store="sqlite"),
         Target("sqlite", "this bot, sqlite", bot, store="sqlite"),
         Target("sqlite-auth", "this bot, sqlite, app id + signed tokens", bot, store="sqlite", authenticated=True),
         Target("memory", "this bot, memory", bot, {"STORAGE": "memory"}),
@@ -499,6 +501,8 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
 
     lines += ["", "Paired ratios (median of round-by-round ratios):", ""]
     lines += _ratio_line(by_key, "SQLite / bare handler (4 replies)", "sqlite", "bare4")
+    lines += _ratio_line(by_key, "engine, replies only / bare handler", "floor", "bare4")
+    lines += _ratio_line(by_key, "SQLite / engine, replies only (what the bot's state work costs)", "sqlite", "floor")
     lines += _ratio_line(by_key, "SQLite / memory (same bot)", "sqlite", "memory")
     lines += _ratio_line(by_key, "authenticated / unauthenticated (SQLite)", "sqlite-auth", "sqlite")
     lines += _ratio_line(by_key, "gunicorn 2 workers / 1 worker (one SQLite file)", "gunicorn2", "gunicorn1")

@@ -4,6 +4,7 @@ With ``MicrosoftAppId`` set, the bot's credentials answer the one call that need
 AD (its outgoing token) locally; everything else, token checks included, is the SDK's.
 
     python -m bench.serve bot    # app.py's APP (STORAGE, SQLITE_PATH... from the environment)
+    python -m bench.serve floor  # app.py's APP with the bot cut down to its replies
     python -m bench.serve docs   # bench/docs_wiring_app.py, the docs' default wiring
 """
 
@@ -70,6 +71,25 @@ def serve_bot() -> None:
     run(app.APP, app.CONFIG.HOST, app.CONFIG.PORT)
 
 
+def serve_floor() -> None:
+    """app.py's APP with every message answered by the echo turn's replies and nothing
+    else: no state read or written. The engine's and the SDK's cost of a turn, beside which
+    the bot's own rows show what the sample's state work adds."""
+    from botbuilder.core import MessageFactory, TurnContext
+
+    from bench.run import ECHO_REPLIES
+    from bots import StateBot
+
+    async def replies_only(self: StateBot, turn_context: TurnContext) -> None:
+        text = turn_context.activity.text
+        await turn_context.send_activities(
+            [MessageFactory.text(f"reply {number}: {text}") for number in range(ECHO_REPLIES)]
+        )
+
+    StateBot.on_message_activity = replies_only
+    serve_bot()
+
+
 def serve_docs_wiring() -> None:
     from botbuilder.core import MemoryStorage
 
@@ -83,4 +103,4 @@ def serve_docs_wiring() -> None:
 
 
 if __name__ == "__main__":
-    {"bot": serve_bot, "docs": serve_docs_wiring}[sys.argv[1]]()
+    {"bot": serve_bot, "floor": serve_floor, "docs": serve_docs_wiring}[sys.argv[1]]()

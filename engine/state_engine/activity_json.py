@@ -10,10 +10,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import enum
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 from botbuilder.schema import Activity
-from msrest.serialization import Deserializer, Model, Serializer
+from msrest.serialization import Model, Serializer
+
+from .wire_types import read_iso
 
 _PLAIN = (str, int, float, bool)
 
@@ -30,17 +33,14 @@ def activity_to_json(model: Model) -> Dict[str, Any]:
 
 
 def _model(model: Model) -> Dict[str, Any]:
-    if getattr(type(model), "_subtype_map", None) or "additional_properties" in model._attribute_map:
-        raise _NeedsMsrest  # polymorphic models and open-ended properties: msrest's job
+    schema = _schema(type(model))
     result: Dict[str, Any] = {}
-    for attribute, spec in model._attribute_map.items():
-        value = getattr(model, attribute, None)
+    for attribute, value in model.__dict__.items():  # the set fields, without a lookup each
         if value is None:
             continue
-        key = spec["key"]
-        if "." in key:
-            raise _NeedsMsrest  # msrest "flattens" dotted keys into nested objects
-        result[key] = _value(value, spec["type"])
+        field = schema.by_attribute.get(attribute)
+        if field is not None:  # msrest writes only what the schema declares
+            result[field[0]] = _value(value, field[1])
     return result
 
 
@@ -82,33 +82,42 @@ def activity_from_json(data: Dict[str, Any]) -> Activity:
         return Activity().deserialize(data)
 
 
-# Per model class: {wire key: (attribute, declared type)}, or None when msrest must read it.
-_FIELDS: Dict[type, Optional[Dict[str, Tuple[str, str]]]] = {}
+@dataclass(frozen=True)
+class _Schema:
+    """A model class's fields both ways: by attribute (to write) and by wire key (to read),
+    each with its declared type."""
+
+    by_attribute: Dict[str, Tuple[str, str]]
+    by_key: Dict[str, Tuple[str, str]]
 
 
-def _fields(cls: type) -> Optional[Dict[str, Tuple[str, str]]]:
-    try:
-        return _FIELDS[cls]
-    except KeyError:
-        pass
-    attribute_map = cls._attribute_map
-    fields: Optional[Dict[str, Tuple[str, str]]] = {
-        spec["key"]: (attribute, spec["type"]) for attribute, spec in attribute_map.items()
-    }
-    if (
-        getattr(cls, "_subtype_map", None)
-        or "additional_properties" in attribute_map
-        or any("." in key for key in fields)  # type: ignore[union-attr]
-    ):
-        fields = None  # polymorphic, open-ended or flattened: msrest's job
-    _FIELDS[cls] = fields
-    return fields
+_SCHEMAS: Dict[type, Optional[_Schema]] = {}
+
+
+def _schema(cls: type) -> _Schema:
+    """The class's schema; _NeedsMsrest for polymorphic, open-ended or flattened models
+    (a dotted key nests), which only msrest reads and writes."""
+    if cls not in _SCHEMAS:
+        attribute_map = cls._attribute_map
+        msrest_only = (
+            getattr(cls, "_subtype_map", None)
+            or "additional_properties" in attribute_map
+            or any("." in spec["key"] for spec in attribute_map.values())
+        )
+        _SCHEMAS[cls] = None if msrest_only else _Schema(
+            {attribute: (spec["key"], spec["type"]) for attribute, spec in attribute_map.items()},
+            {spec["key"]: (attribute, spec["type"]) for attribute, spec in attribute_map.items()},
+        )
+    schema = _SCHEMAS[cls]
+    if schema is None:
+        raise _NeedsMsrest
+    return schema
 
 
 def _build(cls: type, data: Any) -> Model:
-    fields = _fields(cls)
-    if fields is None or not isinstance(data, dict):
+    if not isinstance(data, dict):
         raise _NeedsMsrest
+    fields = _schema(cls).by_key
     arguments: Dict[str, Any] = {}
     unknown: Dict[str, Any] = {}
     for key, value in data.items():
@@ -131,7 +140,7 @@ def _parse(value: Any, data_type: str) -> Any:
     if data_type == "object":
         return _json_native(value)
     if data_type == "iso-8601" and isinstance(value, str):
-        return Deserializer.deserialize_iso(value)
+        return read_iso(value)
     if data_type in _SCHEMA_MODELS:
         return _build(_SCHEMA_MODELS[data_type], value)
     if data_type in ("str", "bool", "int", "float") and type(value) in _PLAIN:

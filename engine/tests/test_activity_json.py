@@ -22,9 +22,10 @@ from botbuilder.schema import (
 )
 from botbuilder.dialogs.choices import ChoiceFactory
 
-from msrest.serialization import Model
+from msrest.serialization import Deserializer, Model
 
 from state_engine.activity_json import activity_from_json, activity_to_json, copy_model
+from state_engine.wire_types import read_iso
 
 
 def _addressed(activity: Activity) -> Activity:
@@ -205,3 +206,41 @@ def _read(reader, body):
         return _as_data(reader(body))
     except ValueError:  # msrest's and azure-core's DeserializationError
         return "refused"
+
+
+def _iso(reader, text):
+    """What reading the text as a date gives: the instant (naive or aware), or a refusal."""
+    try:
+        value = reader(text)
+    except ValueError:  # msrest's DeserializationError
+        return "refused"
+    return (value.replace(tzinfo=None), value.utcoffset())
+
+
+ISO_TEXTS = [
+    "2026-12-02T19:00:00Z", "2026-12-02T19:00:00.1Z", "2026-12-02T19:00:00.1234567Z",
+    "2026-12-02T23:59:59.9999999+05:30", "2026-12-02T19:00:00-00:00", "2026-12-02T19:00:00",
+    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-02-30T00:00:00Z",
+    "2026-12-02T24:00:00Z", "2026-12-02T19:00:00+24:00", "2026-12-02t19:00:00z",
+    "2026-12-02 19:00:00Z", "2026-12-02T19:00Z", "yesterday", "\u0662026-12-02T19:00:00Z",
+]
+
+
+@pytest.mark.parametrize("text", ISO_TEXTS)
+def test_dates_read_as_msrest_reads_them(text):
+    assert _iso(read_iso, text) == _iso(Deserializer.deserialize_iso, text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(timezones=st.none() | st.timezones()),
+    st.sampled_from(["seconds", "milliseconds", "microseconds"]),
+    st.sampled_from(["", "Z", "7"]),
+)
+def test_generated_dates_read_as_msrest_reads_them(value, timespec, ending):
+    text = value.isoformat(timespec=timespec)
+    if ending == "Z" and value.tzinfo is None:
+        text += "Z"
+    elif ending == "7" and timespec == "microseconds":
+        text = text[:26] + "7" + text[26:]  # .NET writes 7 digits
+    assert _iso(read_iso, text) == _iso(Deserializer.deserialize_iso, text)
