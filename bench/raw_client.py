@@ -71,10 +71,12 @@ async def _cosmos(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[
 
 
 async def _blob(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Turn, Callable[[], Awaitable[None]]]:
+    """The same single REST calls through the container's pipeline as the store makes."""
     from urllib.parse import quote
 
-    from azure.core import MatchConditions
     from azure.storage.blob.aio import BlobServiceClient, LinearRetry
+
+    from state_engine.stores.blob import BlobRequests
 
     service = BlobServiceClient.from_connection_string(
         os.environ["BLOB_CONNECTION_STRING"],
@@ -84,23 +86,18 @@ async def _blob(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Tu
     container = service.get_container_client(os.environ["BLOB_CONTAINER_NAME"] + "raw")
     with contextlib.suppress(ResourceExistsError):
         await container.create_container()
-    clients: Dict[int, List[Any]] = {}
+    blobs = BlobRequests(container)
+    names: Dict[int, List[str]] = {}
     data: Dict[int, bytes] = {}
     for worker in range(workers):
-        clients[worker] = [container.get_blob_client(quote(i, safe="")) for i in _ids(run, worker)]
-        for blob, size in zip(clients[worker], sizes):
-            await blob.upload_blob(json.dumps(_document(size, worker)).encode(), overwrite=True)
+        names[worker] = [quote(i, safe="") for i in _ids(run, worker)]
+        for name, size in zip(names[worker], sizes):
+            await blobs.put(name, json.dumps(_document(size, worker)).encode(), {}, {})
         data[worker] = json.dumps(_document(sizes[0], worker)).encode()
 
-    async def read(blob: Any) -> Tuple[bytes, str]:
-        download = await blob.download_blob()
-        return await download.readall(), download.properties.etag
-
     async def turn(worker: int) -> None:
-        found = await asyncio.gather(*(read(blob) for blob in clients[worker]))
-        await clients[worker][0].upload_blob(
-            data[worker], overwrite=True, metadata={"itemid": "raw"},
-            etag=found[0][1], match_condition=MatchConditions.IfNotModified)
+        found = await asyncio.gather(*(blobs.get(name) for name in names[worker]))
+        await blobs.put(names[worker][0], data[worker], {"itemid": "raw"}, {"If-Match": found[0][1]})
 
     return turn, service.close
 

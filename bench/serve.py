@@ -71,10 +71,9 @@ def serve_bot() -> None:
     run(app.APP, app.CONFIG.HOST, app.CONFIG.PORT)
 
 
-def serve_floor() -> None:
-    """app.py's APP with every message answered by the echo turn's replies and nothing
-    else: no state read or written. The engine's and the SDK's cost of a turn, beside which
-    the bot's own rows show what the sample's state work adds."""
+def cut_to_replies() -> None:
+    """Make the sample bot answer every message with the echo turn's replies and do
+    nothing else: no state read or written (call before app.py is imported)."""
     from botbuilder.core import MessageFactory, TurnContext
 
     from bench.run import ECHO_REPLIES
@@ -87,6 +86,12 @@ def serve_floor() -> None:
         )
 
     StateBot.on_message_activity = replies_only
+
+
+def serve_floor() -> None:
+    """app.py's APP with the bot cut down to its replies: the engine's and the SDK's cost
+    of a turn, beside which the bot's own rows show what the sample's state work adds."""
+    cut_to_replies()
     serve_bot()
 
 

@@ -398,4 +398,6 @@ async def test_cosmos_calls_leave_the_event_loop_free(tmp_path: Path) -> None:
     )
     assert sdk_lag >= latency  # the problem is real: the SDK's store blocks the loop
     assert our_seconds > 2 * latency
-    assert our_lag < latency / 3, f"event loop blocked for {our_lag * 1000:.1f} ms"
+    # A call that blocked would stall the loop for a whole round trip; half of one leaves
+    # room for a shared 2-core machine taking the process off its core for a while.
+    assert our_lag < latency / 2, f"event loop blocked for {our_lag * 1000:.1f} ms"

@@ -1,0 +1,118 @@
+"""What only the Blob backend must show, on Azurite: its own REST calls name, write and read
+the very blobs the SDK's ``BlobClient`` does (ids that need quoting included), and they
+work with a container-scoped SAS token as well as with the account key."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import AsyncIterator, Callable, Dict
+from urllib.parse import quote
+
+import pytest
+from azure.storage.blob import ContainerSasPermissions, ContentSettings, generate_container_sas
+from azure.storage.blob.aio import BlobServiceClient
+
+from state_engine.conditions import ABSENT, ANY, if_match
+from state_engine.errors import PreconditionFailedError
+from state_engine.stores import open_items, read_backend_settings
+from state_engine.stores.blob import blob_name
+from state_engine.stores.items import ItemStore, Put
+from state_engine.testing.emulators import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
+
+EnvFor = Callable[[str], Dict[str, str]]
+
+AWKWARD_IDS = [
+    "emulator/conversations/a b/users/x",
+    "ids/with%25percent/and?query#hash",
+    "ids/ünïcode/😀",
+    "ids/a trailing dot.",
+    "ids/" + "long" * 300,
+]
+
+
+@pytest.fixture
+async def blob_env(backend_env: EnvFor) -> AsyncIterator[Dict[str, str]]:
+    env = backend_env("blob")
+    async with BlobServiceClient.from_connection_string(env["BLOB_CONNECTION_STRING"]) as service:
+        await service.create_container(env["BLOB_CONTAINER_NAME"])
+    yield env
+
+
+async def _open(env: Dict[str, str]) -> ItemStore:
+    return open_items("blob", read_backend_settings("blob", env))
+
+
+@pytest.mark.parametrize("item_id", AWKWARD_IDS)
+async def test_the_stores_blobs_are_the_sdks_blobs(blob_env: Dict[str, str], item_id: str) -> None:
+    items = await _open(blob_env)
+    try:
+        e_tag = await items.put(Put(item_id, '{"written": "by the store"}', ABSENT))
+        assert await items.list_ids(item_id) == [item_id]
+        async with BlobServiceClient.from_connection_string(blob_env["BLOB_CONNECTION_STRING"]) as service:
+            blob = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"]).get_blob_client(
+                blob_name(item_id)
+            )
+            download = await blob.download_blob()
+            assert await download.readall() == b'{"written": "by the store"}'
+            assert download.properties.etag == e_tag
+            assert download.properties.metadata == {"itemid": quote(item_id, safe="")}
+            await blob.upload_blob(b'{"written": "by the SDK"}', overwrite=True)
+        found = (await items.get([item_id]))[item_id]
+        assert found.text == '{"written": "by the SDK"}'
+    finally:
+        await items.close()
+
+
+async def test_conditions_are_kept_by_the_service(blob_env: Dict[str, str]) -> None:
+    items = await _open(blob_env)
+    try:
+        first = await items.put(Put("c/1", "1", ABSENT))
+        with pytest.raises(PreconditionFailedError):
+            await items.put(Put("c/1", "again", ABSENT))
+        second = await items.put(Put("c/1", "2", if_match(first)))
+        with pytest.raises(PreconditionFailedError):
+            await items.put(Put("c/1", "stale", if_match(first)))
+        with pytest.raises(PreconditionFailedError):
+            await items.put(Put("c/1", None, if_match(first)))
+        assert (await items.get(["c/1"]))["c/1"].text == "2"
+        await items.put(Put("c/1", None, if_match(second)))
+        assert await items.get(["c/1"]) == {}
+        assert await items.put(Put("c/1", None, ANY)) is None  # deleting what is not there
+    finally:
+        await items.close()
+
+
+async def test_a_container_sas_token_is_enough(blob_env: Dict[str, str], azurite: Azurite) -> None:
+    container = blob_env["BLOB_CONTAINER_NAME"]
+    sas = generate_container_sas(
+        AZURITE_ACCOUNT, container, account_key=AZURITE_KEY,
+        permission=ContainerSasPermissions(read=True, write=True, delete=True, list=True),
+        expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+    )
+    endpoint = f"http://127.0.0.1:{azurite.ports['blob']}/{AZURITE_ACCOUNT}"
+    env = {**blob_env, "BLOB_CONNECTION_STRING": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"}
+    items = await _open(env)
+    try:
+        await items.ping()
+        e_tag = await items.put(Put("sas/item", "by SAS", ABSENT))
+        assert (await items.get(["sas/item"]))["sas/item"].e_tag == e_tag
+        assert await items.list_ids("sas/") == ["sas/item"]
+        await items.put(Put("sas/item", None, if_match(e_tag)))
+        assert await items.get(["sas/item"]) == {}
+    finally:
+        await items.close()
+
+
+async def test_a_blob_stored_as_json_is_handed_over_as_text(blob_env: Dict[str, str]) -> None:
+    """Whatever content type a blob carries, the store returns its text and nothing of the
+    SDK's pipeline decodes it: the engine alone decides what stored text becomes."""
+    async with BlobServiceClient.from_connection_string(blob_env["BLOB_CONNECTION_STRING"]) as service:
+        container = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"])
+        await container.upload_blob(
+            blob_name("typed/item"), b"{not json", content_settings=ContentSettings(content_type="application/json")
+        )
+    items = await _open(blob_env)
+    try:
+        assert (await items.get(["typed/item"]))["typed/item"].text == "{not json"
+    finally:
+        await items.close()
