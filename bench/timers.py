@@ -109,8 +109,10 @@ def instrument(timers: Timers) -> None:
 
 #: Derived lines: a step's own share, what its named callees do not account for.
 DERIVED: List[Tuple[str, str, Tuple[str, ...]]] = [
-    ("aiohttp server (process CPU outside the handler)", "process", ("request: the handler, in all",)),
-    ("SDK turn machinery (outside the runner)", "SDK: CloudAdapter.process_activity", ("runner: the whole turn",)),
+    ("aiohttp server (process CPU outside the handler)", "process",
+     ("request: the handler, in all",)),
+    ("SDK turn machinery (outside the runner)", "SDK: CloudAdapter.process_activity",
+     ("runner: the whole turn",)),
     ("runner's own work", "runner: the whole turn", (
         "state: the read round", "bot: on_turn (replies held)", "state: the save",
         "SDK: TurnContext.send_activities")),
@@ -122,7 +124,8 @@ DERIVED: List[Tuple[str, str, Tuple[str, ...]]] = [
 def report(timers: Timers, process_seconds: float, turns: int, label: str) -> str:
     per_turn: Dict[str, float] = {name: s / turns * 1e6 for name, s in timers.seconds.items()}
     per_turn["process"] = process_seconds / turns * 1e6
-    lines = [f"{label}: {turns} turns one after another, thread CPU µs per turn (callees included)", ""]
+    title = f"{label}: {turns} turns one after another, thread CPU µs per turn (callees included)"
+    lines = [title, ""]
     lines += ["| step | µs/turn | calls/turn |", "|---|---:|---:|"]
     lines.append(f"| the bot process, in all | {per_turn['process']:.0f} | – |")
     for name, seconds in timers.seconds.most_common():
@@ -191,7 +194,8 @@ def main() -> None:
         parser.error("name a target: floor or bot")
     os.environ.update(BOT_ENV)
     os.environ.setdefault("STORAGE", "sqlite")
-    os.environ.setdefault("SQLITE_PATH", os.path.join(tempfile.mkdtemp(prefix="bench-timers-"), "state.sqlite3"))
+    workdir = tempfile.mkdtemp(prefix="bench-timers-")
+    os.environ.setdefault("SQLITE_PATH", os.path.join(workdir, "state.sqlite3"))
     print(asyncio.run(_measure(args.target, args.turns)))
 
 

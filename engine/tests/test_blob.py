@@ -33,9 +33,13 @@ AWKWARD_IDS = [
 @pytest.fixture
 async def blob_env(backend_env: EnvFor) -> AsyncIterator[Dict[str, str]]:
     env = backend_env("blob")
-    async with BlobServiceClient.from_connection_string(env["BLOB_CONNECTION_STRING"]) as service:
+    async with _service(env) as service:
         await service.create_container(env["BLOB_CONTAINER_NAME"])
     yield env
+
+
+def _service(env: Dict[str, str]) -> BlobServiceClient:
+    return BlobServiceClient.from_connection_string(env["BLOB_CONNECTION_STRING"])
 
 
 async def _open(env: Dict[str, str]) -> ItemStore:
@@ -48,7 +52,7 @@ async def test_the_stores_blobs_are_the_sdks_blobs(blob_env: Dict[str, str], ite
     try:
         e_tag = await items.put(Put(item_id, '{"written": "by the store"}', ABSENT))
         assert await items.list_ids(item_id) == [item_id]
-        async with BlobServiceClient.from_connection_string(blob_env["BLOB_CONNECTION_STRING"]) as service:
+        async with _service(blob_env) as service:
             blob = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"]).get_blob_client(
                 blob_name(item_id)
             )
@@ -90,7 +94,8 @@ async def test_a_container_sas_token_is_enough(blob_env: Dict[str, str], azurite
         expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
     )
     endpoint = f"http://127.0.0.1:{azurite.ports['blob']}/{AZURITE_ACCOUNT}"
-    env = {**blob_env, "BLOB_CONNECTION_STRING": f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"}
+    connection_string = f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"
+    env = {**blob_env, "BLOB_CONNECTION_STRING": connection_string}
     items = await _open(env)
     try:
         await items.ping()
@@ -106,10 +111,12 @@ async def test_a_container_sas_token_is_enough(blob_env: Dict[str, str], azurite
 async def test_a_blob_stored_as_json_is_handed_over_as_text(blob_env: Dict[str, str]) -> None:
     """Whatever content type a blob carries, the store returns its text and nothing of the
     SDK's pipeline decodes it: the engine alone decides what stored text becomes."""
-    async with BlobServiceClient.from_connection_string(blob_env["BLOB_CONNECTION_STRING"]) as service:
+    async with _service(blob_env) as service:
         container = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"])
         await container.upload_blob(
-            blob_name("typed/item"), b"{not json", content_settings=ContentSettings(content_type="application/json")
+            blob_name("typed/item"),
+            b"{not json",
+            content_settings=ContentSettings(content_type="application/json"),
         )
     items = await _open(blob_env)
     try:

@@ -33,7 +33,7 @@ from .items import Item, Put
 _MAX_NAME_LENGTH = 1024
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ID_METADATA = "itemid"
-#: The SDK's exception for each refusal an item call can meet, as its generated code raises them.
+#: The SDK's exception for each refusal an item call can meet, as its own calls raise them.
 _REFUSALS = {404: ResourceNotFoundError, 409: ResourceExistsError, 412: ResourceModifiedError}
 
 
@@ -70,7 +70,8 @@ def _refusal(response: AsyncHttpResponse) -> HttpResponseError:
     """The SDK's error for a refused call, carrying the service's error code as its own do."""
     code = response.headers.get("x-ms-error-code")
     error_type = _REFUSALS.get(response.status_code, HttpResponseError)
-    error = error_type(message=f"Blob storage answered {response.status_code} ({code})", response=response)
+    message = f"Blob storage answered {response.status_code} ({code})"
+    error = error_type(message=message, response=response)
     error.error_code = code
     return error
 
@@ -82,8 +83,9 @@ class BlobRequests:
     holds about 45 objects that every full garbage collection walks."""
 
     def __init__(self, container: ContainerClient) -> None:
-        # The pipeline the SDK builds for this container; its get_blob_client shares it too.
-        self._pipeline = container._pipeline  # noqa: SLF001 (no public way to send a request)
+        # The pipeline the SDK built for this container (its get_blob_client shares it too);
+        # the SDK has no public way to send one request through it.
+        self._pipeline = container._pipeline
         url = urlsplit(container.url)  # a SAS token, if any, is its query
         self._base = urlunsplit((url.scheme, url.netloc, url.path.rstrip("/") + "/", "", ""))
         self._query = f"?{url.query}" if url.query else ""
@@ -107,7 +109,9 @@ class BlobRequests:
         response = await self._send("GET", name, {}, ok=200)
         return response.body(), response.headers["ETag"]
 
-    async def put(self, name: str, data: bytes, metadata: Dict[str, str], conditions: Dict[str, str]) -> str:
+    async def put(
+        self, name: str, data: bytes, metadata: Dict[str, str], conditions: Dict[str, str]
+    ) -> str:
         """Write a block blob in one call; its new ETag."""
         headers = {
             "x-ms-blob-type": "BlockBlob",
@@ -179,7 +183,9 @@ class BlobItems(AzureStorageItems):
     async def _put_item(self, put: Put) -> Optional[str]:
         name = blob_name(put.item_id)
         if put.text is None:
-            await self._requests.delete(name, _conditions(put))
+            # A delete is conditional only on the version read (a new item is never deleted).
+            match = put.condition.expect is Expect.MATCH
+            await self._requests.delete(name, _conditions(put) if match else {})
             return None
         metadata = {_ID_METADATA: quote(put.item_id, safe="")}
         return await self._requests.put(name, put.text.encode("utf-8"), metadata, _conditions(put))
