@@ -76,7 +76,7 @@ async def _blob(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Tu
 
     from azure.storage.blob.aio import BlobServiceClient, LinearRetry
 
-    from state_engine.stores.blob import BlobRequests
+    from state_engine.stores.blob import BlobItems, BlobRequests
 
     service = BlobServiceClient.from_connection_string(
         os.environ["BLOB_CONNECTION_STRING"],
@@ -96,7 +96,7 @@ async def _blob(workers: int, sizes: Tuple[int, int, int], run: str) -> Tuple[Tu
         data[worker] = json.dumps(_document(sizes[0], worker)).encode()
 
     async def turn(worker: int) -> None:
-        found = await asyncio.gather(*(blobs.get(name) for name in names[worker]))
+        found = await asyncio.gather(*(blobs.get(name, BlobItems.max_item_bytes) for name in names[worker]))
         await blobs.put(names[worker][0], data[worker], {"itemid": "raw"}, {"If-Match": found[0][1]})
 
     return turn, service.close

@@ -1,10 +1,12 @@
 """What only the Blob backend must show, on Azurite: its own REST calls name, write and read
-the very blobs the SDK's ``BlobClient`` does (ids that need quoting included), and they
-work with a container-scoped SAS token as well as with the account key."""
+the very blobs the SDK's ``BlobClient`` does (ids that need quoting included), work with a
+container-scoped SAS token as well as with the account key, and never download a blob
+larger than the store's limit."""
 
 from __future__ import annotations
 
 import datetime as dt
+import tracemalloc
 from typing import AsyncIterator, Callable, Dict
 from urllib.parse import quote
 
@@ -121,5 +123,42 @@ async def test_a_blob_stored_as_json_is_handed_over_as_text(blob_env: Dict[str, 
     items = await _open(blob_env)
     try:
         assert (await items.get(["typed/item"]))["typed/item"].text == "{not json"
+    finally:
+        await items.close()
+
+
+async def test_a_blob_over_the_limit_is_refused_without_downloading_it(blob_env: Dict[str, str]) -> None:
+    """Blob storage takes blobs of terabytes: one planted under a state key is refused on
+    its size after its first limit's worth of bytes, so what it costs does not grow with
+    it, and it can still be deleted."""
+    items = await _open(blob_env)
+    planted = b"x" * (items.max_item_bytes * 8)
+    async with _service(blob_env) as service:
+        container = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"])
+        await container.upload_blob(blob_name("huge/item"), planted)
+    try:
+        tracemalloc.start()
+        found = (await items.get(["huge/item"]))["huge/item"]
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert found.problem == "the stored blob is larger than this store's limit"
+        # Only the first limit's worth comes down (buffered about twice on the way).
+        assert peak < 3 * items.max_item_bytes, f"{peak / 2**20:.1f} MiB to refuse the blob"
+        assert (await items.get(["small/item"])) == {}  # the store goes on answering
+        await items.put(Put("huge/item", None, if_match(found.e_tag)))
+        assert await items.get(["huge/item"]) == {}
+    finally:
+        await items.close()
+
+
+async def test_an_empty_blob_is_read_as_empty_text(blob_env: Dict[str, str]) -> None:
+    """A read asks for the first bytes only, which an empty blob does not have (416)."""
+    async with _service(blob_env) as service:
+        container = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"])
+        await container.upload_blob(blob_name("empty/item"), b"")
+    items = await _open(blob_env)
+    try:
+        found = (await items.get(["empty/item"]))["empty/item"]
+        assert (found.text, found.problem) == ("", None)
     finally:
         await items.close()
