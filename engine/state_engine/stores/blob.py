@@ -1,9 +1,7 @@
 """Azure Blob Storage, as the docs' ``BlobStorage`` uses it: one JSON blob per item.
 
-Blob names are the item ids percent-encoded (``/ ? #`` and emoji cannot change the path;
-very long ids are hashed), the id itself kept in the blob's metadata. Conditional
-writes use the blob's ETag (``If-Match``) or ``If-None-Match: *`` for a new blob. Reads
-and writes are single REST calls through the container client's pipeline (``BlobRequests``).
+Names are the ids percent-encoded (long ones hashed), each id kept in its blob's metadata;
+writes are conditional on the ETag, and each read or write is one REST call (``BlobRequests``).
 """
 
 from __future__ import annotations
