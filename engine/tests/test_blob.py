@@ -44,13 +44,13 @@ def _service(env: Dict[str, str]) -> BlobServiceClient:
     return BlobServiceClient.from_connection_string(env["BLOB_CONNECTION_STRING"])
 
 
-async def _open(env: Dict[str, str]) -> ItemStore:
+def _open(env: Dict[str, str]) -> ItemStore:
     return open_items("blob", read_backend_settings("blob", env))
 
 
 @pytest.mark.parametrize("item_id", AWKWARD_IDS)
 async def test_the_stores_blobs_are_the_sdks_blobs(blob_env: Dict[str, str], item_id: str) -> None:
-    items = await _open(blob_env)
+    items = _open(blob_env)
     try:
         e_tag = await items.put(Put(item_id, '{"written": "by the store"}', ABSENT))
         assert await items.list_ids(item_id) == [item_id]
@@ -70,7 +70,7 @@ async def test_the_stores_blobs_are_the_sdks_blobs(blob_env: Dict[str, str], ite
 
 
 async def test_conditions_are_kept_by_the_service(blob_env: Dict[str, str]) -> None:
-    items = await _open(blob_env)
+    items = _open(blob_env)
     try:
         first = await items.put(Put("c/1", "1", ABSENT))
         with pytest.raises(PreconditionFailedError):
@@ -98,7 +98,7 @@ async def test_a_container_sas_token_is_enough(blob_env: Dict[str, str], azurite
     endpoint = f"http://127.0.0.1:{azurite.ports['blob']}/{AZURITE_ACCOUNT}"
     connection_string = f"BlobEndpoint={endpoint};SharedAccessSignature={sas}"
     env = {**blob_env, "BLOB_CONNECTION_STRING": connection_string}
-    items = await _open(env)
+    items = _open(env)
     try:
         await items.ping()
         e_tag = await items.put(Put("sas/item", "by SAS", ABSENT))
@@ -120,7 +120,7 @@ async def test_a_blob_stored_as_json_is_handed_over_as_text(blob_env: Dict[str, 
             b"{not json",
             content_settings=ContentSettings(content_type="application/json"),
         )
-    items = await _open(blob_env)
+    items = _open(blob_env)
     try:
         assert (await items.get(["typed/item"]))["typed/item"].text == "{not json"
     finally:
@@ -131,7 +131,7 @@ async def test_a_blob_over_the_limit_is_refused_without_downloading_it(blob_env:
     """Blob storage takes blobs of terabytes: one planted under a state key is refused on
     its size after its first limit's worth of bytes, so what it costs does not grow with
     it, and it can still be deleted."""
-    items = await _open(blob_env)
+    items = _open(blob_env)
     planted = b"x" * (items.max_item_bytes * 8)
     async with _service(blob_env) as service:
         container = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"])
@@ -156,7 +156,7 @@ async def test_an_empty_blob_is_read_as_empty_text(blob_env: Dict[str, str]) -> 
     async with _service(blob_env) as service:
         container = service.get_container_client(blob_env["BLOB_CONTAINER_NAME"])
         await container.upload_blob(blob_name("empty/item"), b"")
-    items = await _open(blob_env)
+    items = _open(blob_env)
     try:
         found = (await items.get(["empty/item"]))["empty/item"]
         assert (found.text, found.problem) == ("", None)
