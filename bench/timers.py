@@ -166,8 +166,7 @@ async def _measure(target: str, turns: int) -> str:
             process_seconds = time.process_time() - started
     finally:
         await runner.cleanup()
-    store = os.environ.get("STORAGE", "sqlite")
-    return report(timers, process_seconds, turns, f"{target} ({store})")
+    return report(timers, process_seconds, turns, f"{target} ({os.environ['STORAGE']})")
 
 
 async def _drive(bot_url: str, service_url: str, turns: int) -> None:

@@ -127,7 +127,7 @@ async def test_a_blob_stored_as_json_is_handed_over_as_text(blob_env: Dict[str, 
         await items.close()
 
 
-async def test_a_blob_over_the_limit_is_refused_without_downloading_it(blob_env: Dict[str, str]) -> None:
+async def test_a_blob_over_the_limit_is_refused_after_the_limits_worth_of_it(blob_env: Dict[str, str]) -> None:
     """Blob storage takes blobs of terabytes: one planted under a state key is refused on
     its size after its first limit's worth of bytes, so what it costs does not grow with
     it, and it can still be deleted."""
