@@ -22,6 +22,8 @@ from azure.core.exceptions import ResourceExistsError
 from state_engine.stores.azure_transport import transport
 
 Turn = Callable[[int], Awaitable[None]]
+#: Characters of the conversation, user and membership items (the bot's, measured).
+DEFAULT_SIZES = "2000,200,150"
 
 
 def _document(size: int, worker: int) -> Dict[str, Any]:
@@ -176,7 +178,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=20)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=3.0)
-    parser.add_argument("--sizes", default="2000,200,150",
+    parser.add_argument("--sizes", default=DEFAULT_SIZES,
                         help="characters of the conversation, user and membership items")
     args = parser.parse_args()
     from state_engine.stores.azure_logging import quiet_azure_logging

@@ -237,6 +237,9 @@ def targets(only: List[str], raw: bool) -> List[Target]:
             found.append(Target(key, f"this bot, {store}, +{latency} ms", bot, store=store, latency_ms=latency))
             found.append(Target(f"raw-{key}", f"raw {store} client, +{latency} ms", kind="raw",
                                 store=store, latency_ms=latency, pair=key, probes=False))
+            found.append(Target(f"bare-{key}", f"bare aiohttp handler + raw {store} client, +{latency} ms", bare,
+                                {"BENCH_STORE": store}, has_storage=False, store=store, latency_ms=latency,
+                                pair=key))
     for workers in (1, 2):
         found.append(Target(f"gunicorn{workers}", f"gunicorn (template command), {workers} worker(s), shared sqlite",
                             store="sqlite", probes=False))
@@ -508,8 +511,12 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
     lines += _ratio_line(by_key, "gunicorn 2 workers / 1 worker (one SQLite file)", "gunicorn2", "gunicorn1")
     for latency in LATENCIES_MS:
         for store in CLOUD:
-            lines += _ratio_line(by_key, f"{store} +{latency} ms / raw {store} client", f"{store}{latency}",
-                                 f"raw-{store}{latency}")
+            key = f"{store}{latency}"
+            lines += _ratio_line(by_key, f"{store} +{latency} ms / raw {store} client", key, f"raw-{key}")
+            lines += _ratio_line(by_key, f"bare handler + raw {store} client / raw {store} client, +{latency} ms "
+                                 "(the most any bot reaches here)", f"bare-{key}", f"raw-{key}")
+            lines += _ratio_line(by_key, f"{store} +{latency} ms / bare handler + raw {store} client",
+                                 key, f"bare-{key}")
     for key, result in by_key.items():
         if key.endswith("@base"):
             after = by_key[key[: -len("@base")]]
