@@ -21,7 +21,7 @@ test: $(VENV)/.dev $(NPM_STAMP) chromium
 	$(PY) -m pytest
 
 # This bot against a bare aiohttp handler, the docs' wiring and every store, over
-# HTTP (about 16 minutes; not part of `make test`). Writes bench/results/latest.md.
+# HTTP (about 20 minutes; not part of `make test`). Writes bench/results/latest.md.
 bench: $(VENV)/.dev $(NPM_STAMP)
 	$(PY) -m bench.run
 

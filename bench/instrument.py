@@ -205,27 +205,35 @@ def _summary(values: List[float]) -> Dict[str, float]:
 
 
 class GcPauses:
-    """Times every collection through ``gc.callbacks``, by generation."""
+    """Times every collection through ``gc.callbacks``, by generation: the loop's pause
+    (wall time) and the collector's own CPU (thread time). On a shared machine the two
+    differ by the time the process was off the core in between."""
 
     def __init__(self) -> None:
         self.pauses: Dict[int, List[float]] = {0: [], 1: [], 2: []}
-        self._started = 0.0
+        self.cpu: Dict[int, List[float]] = {0: [], 1: [], 2: []}
+        self._started = (0.0, 0.0)
 
     def __call__(self, phase: str, info: Dict[str, int]) -> None:
         if phase == "start":
-            self._started = time.perf_counter()
+            self._started = (time.perf_counter(), time.thread_time())
         else:
-            self.pauses[info["generation"]].append(time.perf_counter() - self._started)
+            wall, cpu = self._started
+            self.pauses[info["generation"]].append(time.perf_counter() - wall)
+            self.cpu[info["generation"]].append(time.thread_time() - cpu)
 
     def install(self) -> None:
         gc.callbacks.append(self)
 
     def reset(self) -> None:
-        for pauses in self.pauses.values():
-            pauses.clear()
+        for times in (*self.pauses.values(), *self.cpu.values()):
+            times.clear()
 
     def summary(self) -> Dict[str, Any]:
-        return {str(generation): _summary(pauses) for generation, pauses in self.pauses.items()}
+        return {
+            str(generation): {**_summary(pauses), "max_cpu_ms": max(self.cpu[generation], default=0.0) * 1000}
+            for generation, pauses in self.pauses.items()
+        }
 
 
 class ConflictCounter(logging.Handler):

@@ -344,7 +344,8 @@ async def drive(bots: Dict[str, BotProcess], results: Dict[str, Result], channel
                 add_counts(result.storage, stats["storage"])
                 result.lag_p99_full.append(stats["loop_lag"]["p99_ms"])
                 for generation, summary in stats["gc"].items():
-                    seen = result.gc.setdefault(generation, {"count": 0, "max_ms": 0.0})
+                    seen = result.gc.setdefault(generation, {"count": 0, "max_ms": 0.0, "max_cpu_ms": 0.0})
+                    seen["max_cpu_ms"] = max(seen["max_cpu_ms"], summary["max_cpu_ms"])
                     seen["count"] += summary["samples"]
                     seen["max_ms"] = max(seen["max_ms"], summary["max_ms"])
 
@@ -472,7 +473,7 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
         "10 ms longer (the Cosmos DB emulator's --latency-ms; a delay proxy in front of Azurite).",
         "",
         "| target | turns/s | × bare | p50 ms | p99 ms | CPU ms/turn | storage calls/turn (get / put) "
-        "| storage rounds/turn | loop lag p99 ms, full / half load | max GC pause ms (gen 2, count) | replies |",
+        "| storage rounds/turn | loop lag p99 ms, full / half load | longest full GC ms, pause / CPU (count) | replies |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
@@ -494,7 +495,7 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
         lag = (f"{statistics.median(r.lag_p99_full):.1f} / {statistics.median(r.lag_p99_half):.1f}"
                if r.lag_p99_full else "–")
         gen2 = r.gc.get("2")
-        gc_text = f"{gen2['max_ms']:.1f} ({gen2['count']})" if gen2 else "–"
+        gc_text = f"{gen2['max_ms']:.1f} / {gen2['max_cpu_ms']:.1f} ({gen2['count']})" if gen2 else "–"
         cpu = r.cpu_ms_per_turn
         lines.append(
             f"| {r.target.label} | {r.turns_per_second:,.0f} | {ratio:.2f}× | {r.latency_ms(0.5):.1f} | "
