@@ -2,7 +2,8 @@
 
 Every target is a process on 127.0.0.1, driven in turn for several short interleaved
 rounds, so a ratio (the median of round-by-round ratios) cancels what else the machine
-does. Cloud stores run with and without injected latency, beside raw-client ceilings.
+does. Cloud stores run with and without injected latency, beside two ceilings: the raw
+client, and the bare handler making its calls.
 
     .venv/bin/python -m bench.run [--rounds 5] [--duration 3] [--only core,cloud,auth,gunicorn|KEYS]
 """
