@@ -31,40 +31,44 @@ WARMUP_TURNS = 300
 
 @dataclass
 class Timers:
-    """Thread CPU seconds and calls per step; a step re-entered from itself counts once."""
+    """Thread CPU seconds and calls per step. Calls of a step that nest or overlap (one
+    re-entered from itself, or several gathered) count once, from the first one's start
+    to the last one's end."""
 
     seconds: Counter = field(default_factory=Counter)
     calls: Counter = field(default_factory=Counter)
     _depth: Counter = field(default_factory=Counter)
+    _started: Dict[str, float] = field(default_factory=dict)
 
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         if asyncio.iscoroutinefunction(function):
             @functools.wraps(function)
             async def timed_async(*args: Any, **kwargs: Any) -> Any:
-                started = self._enter(name)
+                self._enter(name)
                 try:
                     return await function(*args, **kwargs)
                 finally:
-                    self._leave(name, started)
+                    self._leave(name)
             return timed_async
 
         @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
-            started = self._enter(name)
+            self._enter(name)
             try:
                 return function(*args, **kwargs)
             finally:
-                self._leave(name, started)
+                self._leave(name)
         return timed
 
-    def _enter(self, name: str) -> float:
+    def _enter(self, name: str) -> None:
+        if not self._depth[name]:
+            self._started[name] = time.thread_time()
         self._depth[name] += 1
-        return time.thread_time()
 
-    def _leave(self, name: str, started: float) -> None:
+    def _leave(self, name: str) -> None:
         self._depth[name] -= 1
         if not self._depth[name]:
-            self.seconds[name] += time.thread_time() - started
+            self.seconds[name] += time.thread_time() - self._started[name]
             self.calls[name] += 1
 
     def clear(self) -> None:
