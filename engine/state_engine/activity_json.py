@@ -19,6 +19,7 @@ from msrest.serialization import Model, Serializer
 from .wire_types import read_iso
 
 _PLAIN = (str, int, float, bool)
+_SCALARS = ("str", "bool", "int", "float")
 
 
 class _NeedsMsrest(Exception):
@@ -33,14 +34,16 @@ def activity_to_json(model: Model) -> Dict[str, Any]:
 
 
 def _model(model: Model) -> Dict[str, Any]:
-    schema = _schema(type(model))
+    fields = _schema(type(model)).by_attribute
     result: Dict[str, Any] = {}
     for attribute, value in model.__dict__.items():  # the set fields, without a lookup each
         if value is None:
             continue
-        field = schema.by_attribute.get(attribute)
-        if field is not None:  # msrest writes only what the schema declares
-            result[field[0]] = _value(value, field[1])
+        field = fields.get(attribute)
+        if field is None:  # msrest writes only what the schema declares
+            continue
+        key, data_type, scalar = field
+        result[key] = value if scalar and type(value) in _PLAIN else _value(value, data_type)
     return result
 
 
@@ -55,7 +58,7 @@ def _value(value: Any, data_type: str) -> Any:
         return _model(value)
     if isinstance(value, enum.Enum) and data_type == "str":
         return value.value
-    if data_type in ("str", "bool", "int", "float") and type(value) in _PLAIN:
+    if data_type in _SCALARS and type(value) in _PLAIN:
         return value
     raise _NeedsMsrest
 
@@ -87,7 +90,7 @@ class _Schema:
     """A model class's fields both ways: by attribute (to write) and by wire key (to read),
     each with its declared type."""
 
-    by_attribute: Dict[str, Tuple[str, str]]
+    by_attribute: Dict[str, Tuple[str, str, bool]]  # and whether the type is a JSON scalar
     by_key: Dict[str, Tuple[str, str]]
 
 
@@ -105,7 +108,10 @@ def _schema(cls: type) -> _Schema:
             or any("." in spec["key"] for spec in attribute_map.values())
         )
         _SCHEMAS[cls] = None if msrest_only else _Schema(
-            {attribute: (spec["key"], spec["type"]) for attribute, spec in attribute_map.items()},
+            {
+                attribute: (spec["key"], spec["type"], spec["type"] in _SCALARS)
+                for attribute, spec in attribute_map.items()
+            },
             {spec["key"]: (attribute, spec["type"]) for attribute, spec in attribute_map.items()},
         )
     schema = _SCHEMAS[cls]
@@ -143,7 +149,7 @@ def _parse(value: Any, data_type: str) -> Any:
         return read_iso(value)
     if data_type in _SCHEMA_MODELS:
         return _build(_SCHEMA_MODELS[data_type], value)
-    if data_type in ("str", "bool", "int", "float") and type(value) in _PLAIN:
+    if data_type in _SCALARS and type(value) in _PLAIN:
         if data_type == "str" and type(value) is not str:
             raise _NeedsMsrest
         return value
@@ -167,10 +173,11 @@ def copy_model(model: Model, as_class: Optional[type] = None, memo: Optional[Dic
 def _copy_fields(model: Model, cls: type, memo: Dict[int, Any]) -> Model:
     result = cls.__new__(cls)
     memo[id(model)] = result
-    atomic = _ATOMIC
-    result.__dict__.update(
-        {name: item if type(item) in atomic else _copy(item, memo) for name, item in model.__dict__.items()}
-    )
+    fields = model.__dict__.copy()  # most fields are None or text: copied as they are
+    for name, item in fields.items():
+        if type(item) not in _ATOMIC:
+            fields[name] = _copy(item, memo)
+    result.__dict__.update(fields)
     return result
 
 

@@ -15,6 +15,8 @@ from typing import AsyncIterator, Awaitable, Callable, Dict, List, Optional, Seq
 import pytest
 from botbuilder.core import ActivityHandler, TurnContext
 from botbuilder.core.adapters import TestAdapter
+from botbuilder.dialogs import DialogContext, DialogSet, DialogState
+from botbuilder.dialogs.memory import DialogStateManager, DialogStateManagerConfiguration
 from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, ConversationAccount
 
 from state_engine import keys
@@ -551,6 +553,36 @@ async def test_turns_of_one_conversation_in_one_process_queue_instead_of_conflic
     # Idle locks are not kept: the table does not grow with the conversations seen.
     gc.collect()
     assert len(ours.runner._conversation_locks) == 0
+
+
+async def test_every_turns_dialog_context_gets_the_memory_scopes_built_once() -> None:
+    """The SDK would build its memory scopes for each DialogContext; the runner hands every
+    turn one set, the same scopes in the same order as the SDK's own."""
+    storage = TurnScopedStorage(StateStorage(MemoryItems()))
+    states = [ConversationState(storage), UserState(storage), PrivateConversationState(storage)]
+    dialogs = DialogSet(states[2].create_property("DialogState"))
+    seen: List[DialogStateManagerConfiguration] = []
+
+    class DialogBot(ActivityHandler):
+        async def on_message_activity(self, turn_context: TurnContext) -> None:
+            dialog_context = await dialogs.create_context(turn_context)
+            seen.append(dialog_context.state.configuration)
+            await turn_context.send_activity(f"{len(dialog_context.state)} scopes")
+
+    runner = TurnRunner(DialogBot(), states, storage, FAST_RETRIES)
+    adapter = TestAdapter(runner.on_turn, template("conversation-1", "user-1"))
+    await adapter.send("one")
+    await adapter.send("two")
+    assert texts(adapter) == ["9 scopes", "9 scopes"]
+    assert seen[0] is seen[1]
+
+    sdk_built = DialogStateManager(DialogContext(dialogs, TurnContext(adapter, template("c", "u")), DialogState()))
+    assert [type(scope) for scope in seen[0].memory_scopes] == [
+        type(scope) for scope in sdk_built.configuration.memory_scopes
+    ]
+    assert [type(resolver) for resolver in seen[0].path_resolvers] == [
+        type(resolver) for resolver in sdk_built.configuration.path_resolvers
+    ]
 
 
 def test_retry_policy_is_bounded() -> None:

@@ -14,9 +14,10 @@ import random
 import weakref
 from copy import copy
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from botbuilder.core import Bot, BotState, MessageFactory, TurnContext
+from botbuilder.dialogs.memory import DialogStateManagerConfiguration
 from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 
 from .. import keys
@@ -24,6 +25,7 @@ from ..activity_json import copy_model
 from ..conditions import ABSENT
 from ..errors import ItemTooLargeError, PreconditionFailedError, StorageError, UnsafeDocumentError
 from ..stores.state_storage import Change, decode_record
+from .dialog_memory import TURN_STATE_KEY, dialog_memory
 from .turn_storage import AttemptSnapshot, TurnScopedStorage
 
 logger = logging.getLogger(__name__)
@@ -145,6 +147,7 @@ class TurnRunner(Bot):
         self._conversation_locks: "weakref.WeakValueDictionary[str, asyncio.Lock]" = (
             weakref.WeakValueDictionary()
         )
+        self._dialog_memory: Optional[DialogStateManagerConfiguration] = None
 
     async def on_turn(self, context: TurnContext) -> None:
         """Run the turn until its state is saved, then send its replies. A StorageError
@@ -152,6 +155,10 @@ class TurnRunner(Bot):
         adapter's ``on_turn_error`` with the failed attempt's replies and changes dropped.
         The conversation is free for its next turn once the state is saved: a slow channel
         delays only this turn's replies."""
+        # Built on the first turn, once the bot has registered any components of its own.
+        if self._dialog_memory is None:
+            self._dialog_memory = dialog_memory()
+        context.turn_state.setdefault(TURN_STATE_KEY, self._dialog_memory)
         loop = asyncio.get_running_loop()
         save_by = loop.time() + self._deadline * (1 - SAVE_RESERVE)
         phase = [_Phase.RUNNING]
