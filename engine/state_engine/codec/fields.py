@@ -40,7 +40,7 @@ def codec_for(hint: Any) -> Tuple[Encoder, Decoder]:
 
 def _scalar_codec(cls: type, described: str) -> Tuple[Encoder, Decoder]:
     def encode_scalar(value: Any, depth: int) -> Any:
-        if isinstance(value, cls) and (cls is bool or not isinstance(value, bool)):
+        if type(value) is cls or (isinstance(value, cls) and (cls is bool or not isinstance(value, bool))):
             return value
         raise WrongType(f"expected {cls.__name__}, got {type(value).__name__}")
 
@@ -158,13 +158,18 @@ def _registered_codec(cls: type) -> Tuple[Encoder, Decoder]:
     )
 
     def encode_registered(value: Any, depth: int) -> Any:
+        if type(value) is cls and depth <= MAX_DEPTH:
+            return entry.encode(value, depth)  # what ``encode`` would pick, looked up once
         if not isinstance(value, cls):
             raise WrongType(f"expected {cls.__name__}, got {type(value).__name__}")
         return encode(value, depth)
 
     def decode_registered(data: Any, depth: int) -> Any:
         if type(data) is dict and TYPE_TAG in data:
-            value = decode_tagged(data, depth)
+            if data[TYPE_TAG] == entry.name and depth <= MAX_DEPTH:
+                value = entry.decode(data, depth)  # what ``decode_tagged`` would pick
+            else:
+                value = decode_tagged(data, depth)
             if isinstance(value, cls):
                 return value
         elif read_bare is not None and type(data) in JSON_SCALARS and data is not None:

@@ -58,29 +58,31 @@ class FieldsEntry(Entry):
         return self._fields
 
     def encode(self, value: Any, depth: int) -> Dict[str, Any]:
-        fields = self.fields()
+        fields = self._fields if self._fields is not None else self.fields()
         attributes = self._attributes(value)
         encoded: Dict[str, Any] = {TYPE_TAG: self.name}
-        for field in fields:
-            try:
-                encoded[field.name] = field.encode(attributes[field.name], depth + 1)
-            except TypeError as error:
-                raise TypeError(f"{self.name}.{field.name}: {error}") from None
+        inner = depth + 1
+        try:
+            for field in fields:
+                encoded[field.name] = field.encode(attributes[field.name], inner)
+        except TypeError as error:
+            raise TypeError(f"{self.name}.{field.name}: {error}") from None
         return encoded
 
     def decode(self, data: Dict[str, Any], depth: int) -> Any:
-        fields = self.fields()
+        fields = self._fields if self._fields is not None else self.fields()
         if VALUE_TAG in data:  # the shape before: {"$type": name, "$value": {fields}}
             data, depth = unwrap_object(data, self.name, depth)
             if depth > MAX_DEPTH:
                 too_deep()
         values: Dict[str, Any] = {}
-        for field in fields:
-            if field.name in data:
-                try:
-                    values[field.name] = field.decode(data[field.name], depth + 1)
-                except UnsafeDocumentError as error:
-                    raise UnsafeDocumentError(f"{self.name}.{field.name}: {error}") from None
+        inner = depth + 1
+        try:
+            for field in fields:
+                if field.name in data:
+                    values[field.name] = field.decode(data[field.name], inner)
+        except UnsafeDocumentError as error:
+            raise UnsafeDocumentError(f"{self.name}.{field.name}: {error}") from None
         if len(values) + (TYPE_TAG in data) != len(data):
             self._check_undeclared(data, depth)
         return self._build(values)
@@ -114,6 +116,9 @@ class DataclassEntry(FieldsEntry):
         return declared
 
     def _attributes(self, value: Any) -> Mapping[str, Any]:
+        attributes = getattr(value, "__dict__", None)
+        if attributes is not None and self._names <= attributes.keys():
+            return attributes  # a plain dataclass instance: its fields, as they are
         return {name: getattr(value, name) for name in self._names}
 
     def _build(self, values: Dict[str, Any]) -> Any:
