@@ -1,9 +1,9 @@
 """The dialogs' memory scopes built once, not once per ``DialogContext``.
 
 botbuilder-dialogs builds nine memory scopes and five path resolvers for every
-``DialogContext`` unless the turn state already holds a configuration (the SDK's
-``DialogManager`` keeps one for all turns the same way). They hold no turn's data:
-each reads what it needs from the turn context it is given."""
+``DialogContext`` unless the turn state already holds a configuration (the C# SDK's
+``DialogManager`` keeps one for all its turns, as ``StateConfiguration``). They hold no
+turn's data: each reads what it needs from the turn context it is given."""
 
 from __future__ import annotations
 
