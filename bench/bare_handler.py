@@ -35,9 +35,8 @@ def create_app(replies: int, store: Optional[str] = None) -> web.Application:
         nonlocal storage_turn
         app["session"] = aiohttp.ClientSession()
         if store:
-            sizes = tuple(int(x) for x in raw_client.DEFAULT_SIZES.split(","))
             storage_turn, app["close_store"] = await raw_client.STORES[store](
-                STORAGE_SLOTS, sizes, os.urandom(4).hex())  # type: ignore[arg-type]
+                STORAGE_SLOTS, raw_client.parse_sizes(raw_client.DEFAULT_SIZES), os.urandom(4).hex())
 
     async def close_session(_: web.Application) -> None:
         await app["session"].close()

@@ -27,6 +27,12 @@ Turn = Callable[[int], Awaitable[None]]
 DEFAULT_SIZES = "1500,160,150"
 
 
+def parse_sizes(text: str) -> Tuple[int, int, int]:
+    """The three sizes of a ``--sizes`` text such as DEFAULT_SIZES."""
+    conversation, user, membership = (int(size) for size in text.split(","))
+    return conversation, user, membership
+
+
 def _document(size: int, worker: int) -> Dict[str, Any]:
     """A JSON object of about ``size`` characters."""
     base = {"$partition": 1, "records": {f"raw/{worker}": {"e_tag": "0" * 16, "value": {"text": ""}}}}
@@ -185,8 +191,7 @@ def main() -> None:
     from state_engine.stores.azure_logging import quiet_azure_logging
 
     quiet_azure_logging()
-    sizes = tuple(int(x) for x in args.sizes.split(","))
-    result = asyncio.run(measure(args.store, args.workers, args.warmup, args.duration, sizes))  # type: ignore[arg-type]
+    result = asyncio.run(measure(args.store, args.workers, args.warmup, args.duration, parse_sizes(args.sizes)))
     print(json.dumps(result))
 
 
