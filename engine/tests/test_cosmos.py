@@ -6,10 +6,12 @@ may not create databases or containers (Azure's 403 with metadata writes disable
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
 import socket
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
@@ -18,6 +20,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from azure.cosmos import CosmosClient, PartitionKey, documents
+from azure.cosmos import auth as cosmos_auth
 from azure.cosmos import exceptions as cosmos_errors
 from botbuilder.azure import CosmosDbPartitionedConfig, CosmosDbPartitionedStorage
 
@@ -28,6 +31,7 @@ from state_engine.errors import (
 )
 from state_engine.stores import StateStorage, create_storage, open_items, read_backend_settings
 from state_engine.stores.cosmos import CosmosSettings
+from state_engine.stores.cosmos_rest import CosmosRequests, SessionTokens, master_key_token
 from state_engine.testing.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, start_cosmos, unique_name
 from state_engine.testing.loop_lag import max_loop_lag
 
@@ -55,6 +59,11 @@ class Recorded:
             and self.headers.get("x-ms-documentdb-isquery", "").lower() != "true"
         )
 
+    @property
+    def is_item_call(self) -> bool:
+        """A read or write of items (not a query): what a turn sends."""
+        return "/docs" in self.path and "x-ms-documentdb-isquery" not in self.headers
+
 
 @dataclass
 class CosmosProxy:
@@ -63,6 +72,10 @@ class CosmosProxy:
     upstream: str
     forbid_creates: bool = False
     serverless: bool = False
+    #: Item calls still to answer 429 (throttled, with a short retry-after) unforwarded.
+    throttle: int = 0
+    #: Seconds the next item call waits before it is forwarded (it still lands).
+    stall: float = 0.0
     requests: List[Recorded] = field(default_factory=list)
     refused: List[Recorded] = field(default_factory=list)
 
@@ -102,6 +115,15 @@ class CosmosProxy:
             request.method, request.path, {k.lower(): v for k, v in request.headers.items()}
         )
         self.requests.append(recorded)
+        body = await request.read()
+        if recorded.is_item_call and self.throttle:
+            self.throttle -= 1
+            return web.json_response(
+                {"code": "TooManyRequests"}, status=429, headers={"x-ms-retry-after-ms": "20"}
+            )
+        if recorded.is_item_call and self.stall:
+            stall, self.stall = self.stall, 0.0
+            await asyncio.sleep(stall)
         refusal = self._refusal(recorded)
         if refusal is not None:
             self.refused.append(recorded)
@@ -109,7 +131,6 @@ class CosmosProxy:
             return web.json_response({"code": code, "message": message}, status=status)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         url = self.upstream.rstrip("/") + request.path_qs
-        body = await request.read()
         async with self._session.request(request.method, url, headers=headers, data=body) as answer:
             return web.Response(
                 status=answer.status,
@@ -401,3 +422,110 @@ async def test_cosmos_calls_leave_the_event_loop_free(tmp_path: Path) -> None:
     # A call that blocked would stall the loop for a whole round trip; half of one leaves
     # room for a shared 2-core machine taking the process off its core for a while.
     assert our_lag < latency / 2, f"event loop blocked for {our_lag * 1000:.1f} ms"
+
+
+# --- item calls on the REST API ------------------------------------------------------------
+
+
+@dataclass
+class _MasterKeyConnection:
+    """What the SDK's signing reads of its client: the key, and no resource tokens."""
+
+    master_key: str = COSMOS_EMULATOR_KEY
+    resource_tokens: Optional[Dict[str, str]] = None
+
+
+@pytest.mark.parametrize(
+    ("verb", "resource_type", "link"),
+    [
+        ("GET", "docs", "dbs/bot-db/colls/bot-storage/docs/user 1 é%20*3f"),
+        ("POST", "docs", "dbs/bot-db/colls/bot-storage"),
+        ("PUT", "docs", "dbs/db/colls/c/docs/emulator/conv/users/u1"),
+        ("DELETE", "docs", "dbs/db/colls/c/docs/x"),
+    ],
+)
+def test_our_signature_is_the_one_the_sdk_sends(verb: str, resource_type: str, link: str) -> None:
+    """The emulator checks signatures only because its launcher does (--key); this pins
+    ours to the SDK's own for the same request, names with spaces and non-ASCII included."""
+    date = "Thu, 03 Dec 2026 19:52:00 GMT"
+    sdk = cosmos_auth._get_authorization_header(
+        _MasterKeyConnection(), verb, "", link, True, resource_type, {"x-ms-date": date}
+    )
+    ours = master_key_token(base64.b64decode(COSMOS_EMULATOR_KEY), verb, resource_type, link, date)
+    assert ours == urllib.parse.quote(sdk, "-_.!~*'()")
+
+
+def test_session_tokens_keep_the_newest_of_each_range() -> None:
+    tokens = SessionTokens()
+    assert tokens.header is None
+    tokens.update("0:-1#12")
+    tokens.update("1:-1#5,0:-1#9")  # range 0 older than what was kept
+    tokens.update("1:-1#7#1=3")
+    tokens.update("2:garbage")
+    assert tokens.header == "0:-1#12,1:-1#7#1=3"
+    tokens.update("0:1#2")  # a newer version of the range (after a split) wins
+    assert tokens.header == "0:1#2,1:-1#7#1=3"
+
+
+async def test_a_wrong_key_is_refused_as_azure_refuses_it(backend_env: EnvFor) -> None:
+    """The launcher checks signatures, so a request signed with another key gets Azure's 401."""
+    settings = _settings(backend_env)
+    wrong = base64.b64encode(b"not the account key" * 3).decode()
+    requests = CosmosRequests(settings.uri, wrong, settings.database, settings.container, 3.0)
+    try:
+        assert (await requests.read("user/1")).status == 401
+    finally:
+        await requests.close()
+    store = StateStorage(open_items("cosmos", _settings(backend_env, COSMOS_DB_PRIMARY_KEY=wrong)))
+    try:
+        with pytest.raises(StorageConfigurationError, match="COSMOS_DB_PRIMARY_KEY was refused"):
+            await store.read(["user/1"])
+    finally:
+        await store.close()
+
+
+async def test_a_throttled_call_is_sent_again_after_the_wait_cosmos_asks_for(
+    backend_env: EnvFor, proxy: CosmosProxy
+) -> None:
+    """A 429 was not carried out: two in a row are waited out; a third is the turn's error."""
+    store, _ = _store(backend_env, proxy)
+    try:
+        await store.write({"user/1": {"name": "Ada"}})
+        proxy.throttle = 2
+        assert (await store.read(["user/1"]))["user/1"]["name"] == "Ada"
+        proxy.throttle = 2
+        await store.write({"user/2": {"name": "Grace"}})
+        assert (await store.read(["user/2"]))["user/2"]["name"] == "Grace"
+        proxy.throttle = 3
+        with pytest.raises(StorageUnavailableError, match="429"):
+            await store.read(["user/1"])
+    finally:
+        await store.close()
+
+
+async def test_a_read_that_timed_out_is_sent_again_and_a_write_never_is(
+    backend_env: EnvFor, proxy: CosmosProxy
+) -> None:
+    """A stalled read is asked again. A stalled write may have landed (here it does), so
+    sending it again could apply it twice: the caller gets the failure, once."""
+    settings = _settings(
+        backend_env, COSMOS_DB_URI=proxy.uri, COSMOS_DB_DATABASE_ID=unique_name("db")
+    )
+    store = StateStorage(open_items("cosmos", settings, request_timeout=0.5))
+    try:
+        await store.write({"user/1": {"n": 1}})
+        proxy.requests.clear()
+        proxy.stall = 1.0
+        assert (await store.read(["user/1"]))["user/1"]["n"] == 1
+        assert [r.method for r in proxy.requests if r.is_item_call] == ["GET", "GET"]
+
+        current = (await store.read(["user/1"]))["user/1"]
+        proxy.requests.clear()
+        proxy.stall = 1.0
+        with pytest.raises(StorageUnavailableError, match="COSMOS_DB_URI"):
+            await store.write({"user/1": {**current, "n": 2}})
+        assert [r.method for r in proxy.requests if r.is_item_call] == ["PUT"]
+        await asyncio.sleep(1.0)  # the stalled write reaches the emulator
+        assert (await store.read(["user/1"]))["user/1"]["n"] == 2
+    finally:
+        await store.close()

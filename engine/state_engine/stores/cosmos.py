@@ -1,16 +1,18 @@
-"""Azure Cosmos DB (NoSQL API) on azure-cosmos' async client, in the docs' container layout.
+"""Azure Cosmos DB (NoSQL API), in the docs' container layout.
 
 Items as ``CosmosDbPartitionedStorage`` lays them out (partition key ``/id``, the original
 id kept as ``realId``, the content under ``document``), so a container created by the
-SDK's store works. No jsonpickle, no thread pool: the event loop never waits on Cosmos.
+SDK's store works. Setup, queries and health checks run on azure-cosmos' async client; a
+turn's reads and writes are single REST calls (``cosmos_rest``). No thread pool: the event
+loop never waits on Cosmos.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 from urllib.parse import urlparse
 
-from azure.core import MatchConditions
+import aiohttp
 from azure.core.exceptions import AzureError
 from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
@@ -36,6 +38,7 @@ from ..errors import (
 from ..settings import setting
 from .azure_logging import quiet_azure_logging
 from .azure_transport import env_proxies, transport
+from .cosmos_rest import Answer, CosmosRequests
 from .items import Item, ItemStore, Put
 
 logger = logging.getLogger(__name__)
@@ -116,9 +119,14 @@ class CosmosItems(ItemStore):
         quiet_azure_logging()
         self._settings = settings
         self._request_timeout = request_timeout
+        self._proxies = env_proxies(settings.uri)
         self._client: Optional[CosmosClient] = None
         self._container: Optional[ContainerProxy] = None
         self._ready = asyncio.Lock()
+        self._requests = CosmosRequests(
+            settings.uri, settings.key, settings.database, settings.container, request_timeout,
+            proxy=next(iter(self._proxies.values())) if self._proxies else None,
+        )
 
     # -- the container, found or created once ----------------------------------------
 
@@ -140,7 +148,7 @@ class CosmosItems(ItemStore):
                 enable_endpoint_discovery=self._settings.endpoint_discovery,
                 # The client's own timeout arguments do not reach its transport; this does.
                 transport=transport(self._request_timeout, self._request_timeout),
-                proxies=env_proxies(self._settings.uri) or {},  # Cosmos updates it: never None
+                proxies=dict(self._proxies or {}),  # Cosmos updates it: never None
                 retry_total=1,
                 retry_backoff_max=1,
                 retry_backoff_factor=0.2,
@@ -178,7 +186,7 @@ class CosmosItems(ItemStore):
         except cosmos_errors.CosmosHttpResponseError as error:
             if error.status_code == 403:
                 return True
-            raise self._translate(error, "") from error
+            raise self._translate(error.status_code, "") from error
         except AzureError as error:
             raise self._unreachable(error) from error
 
@@ -193,14 +201,13 @@ class CosmosItems(ItemStore):
                     f"{setting_name}={value!r} does not exist and this key may not create it: "
                     "create it in the portal or give the key permission"
                 ) from error
-            raise self._translate(error, "") from error
+            raise self._translate(error.status_code, "") from error
         except AzureError as error:
             raise self._unreachable(error) from error
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _translate(self, error: cosmos_errors.CosmosHttpResponseError, item_id: str) -> StorageError:
-        status = error.status_code
+    def _translate(self, status: Optional[int], item_id: str) -> StorageError:
         if status == 412:
             return PreconditionFailedError(item_id)
         if status == 413:
@@ -226,62 +233,61 @@ class CosmosItems(ItemStore):
 
     @contextlib.contextmanager
     def _errors(self, item_id: str) -> Iterator[None]:
-        """The SDK's errors inside the block, in the engine's vocabulary."""
+        """The SDK's and the connection's errors inside the block, in the engine's vocabulary."""
         try:
             yield
         except StorageError:
             raise
         except cosmos_errors.CosmosHttpResponseError as error:
-            raise self._translate(error, item_id) from error
-        except (AzureError, asyncio.TimeoutError, OSError) as error:
+            raise self._translate(error.status_code, item_id) from error
+        except (AzureError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
             raise self._unreachable(error) from error
 
     # -- ItemStore -------------------------------------------------------------------------
 
     async def get(self, item_ids: Sequence[str]) -> Dict[str, Item]:
-        container = await self._get_container()
-        found = await asyncio.gather(*(self._read(container, item_id) for item_id in item_ids))
+        await self._get_container()
+        found = await asyncio.gather(*(self._read(item_id) for item_id in item_ids))
         return {item_id: item for item_id, item in zip(item_ids, found) if item is not None}
 
-    async def _read(self, container: ContainerProxy, item_id: str) -> Optional[Item]:
-        cosmos_id = cosmos_item_id(item_id)
+    async def _read(self, item_id: str) -> Optional[Item]:
         with self._errors(item_id):
-            try:
-                body = await container.read_item(cosmos_id, partition_key=cosmos_id)
-            except cosmos_errors.CosmosResourceNotFoundError as error:
-                if _container_missing(error):
-                    raise
-                return None
+            answer = await self._requests.read(cosmos_item_id(item_id))
+        if answer.status == 404 and not _container_missing(answer):
+            return None
+        self._check(answer, item_id)
+        body = _json(answer)
         # Back to JSON text, so that the engine (and only it) decides what the content becomes.
         return Item(json.dumps(body.get("document"), ensure_ascii=False), body["_etag"])
 
     async def put(self, put: Put) -> Optional[str]:
-        container = await self._get_container()
+        await self._get_container()
         with self._errors(put.item_id):
-            try:
-                return await self._write(container, put)
-            except (cosmos_errors.CosmosResourceExistsError, cosmos_errors.CosmosResourceNotFoundError) as error:
-                if _container_missing(error):
-                    raise
-                if put.text is None and put.condition.expect is Expect.ANYTHING:
-                    return None  # deleting what is not there
-                raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
+            answer = await self._write(put)
+        if answer.status in (404, 409, 412) and not _container_missing(answer):
+            if put.text is None and put.condition.expect is Expect.ANYTHING:
+                return None  # deleting what is not there
+            raise PreconditionFailedError(put.item_id, put.condition.failure())
+        self._check(answer, put.item_id)
+        if put.text is None:
+            return None
+        return answer.e_tag or _json(answer)["_etag"]
 
-    async def _write(self, container: ContainerProxy, put: Put) -> Optional[str]:
+    async def _write(self, put: Put) -> Answer:
         cosmos_id = cosmos_item_id(put.item_id)
         expect = put.condition.expect
-        match = {"etag": put.condition.e_tag, "match_condition": MatchConditions.IfNotModified}
         if put.text is None:
-            await container.delete_item(cosmos_id, partition_key=cosmos_id, **(match if expect is Expect.MATCH else {}))
-            return None
-        body = {"id": cosmos_id, "realId": put.item_id, "document": json.loads(put.text)}
-        if expect is Expect.ANYTHING:
-            written = await container.upsert_item(body)
-        elif expect is Expect.ABSENT:
-            written = await container.create_item(body)
-        else:
-            written = await container.replace_item(cosmos_id, body, **match)
-        return written["_etag"]
+            return await self._requests.delete(cosmos_id, put.condition.e_tag if expect is Expect.MATCH else None)
+        # The engine's text goes in as it is: no parse and dump again of the whole item.
+        body = f'{{"id":{json.dumps(cosmos_id)},"realId":{json.dumps(put.item_id)},"document":{put.text}}}'
+        if expect is Expect.MATCH:
+            return await self._requests.replace(cosmos_id, body, put.condition.e_tag or "")
+        return await self._requests.create(cosmos_id, body, upsert=expect is Expect.ANYTHING)
+
+    def _check(self, answer: Answer, item_id: str) -> None:
+        """Raise the engine's error for an answer that is not a success."""
+        if not 200 <= answer.status < 300:
+            raise self._translate(answer.status, item_id)
 
     async def list_ids(self, prefix: str) -> List[str]:
         container = await self._get_container()
@@ -303,12 +309,20 @@ class CosmosItems(ItemStore):
                 raise
 
     async def close(self) -> None:
+        await self._requests.close()
         if self._client is not None:
             await self._client.close()
             self._client = None
             self._container = None
 
 
-def _container_missing(error: cosmos_errors.CosmosHttpResponseError) -> bool:
+def _container_missing(answer: Answer) -> bool:
     """A 404 for the container itself, not for an item in it (Cosmos' sub-status 1003)."""
-    return getattr(error, "sub_status", None) == 1003
+    return answer.status == 404 and answer.sub_status == 1003
+
+
+def _json(answer: Answer) -> Any:
+    try:
+        return json.loads(answer.body)
+    except ValueError:
+        raise StorageUnavailableError(f"Cosmos DB answered {answer.status} without JSON") from None

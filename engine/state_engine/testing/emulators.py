@@ -118,9 +118,10 @@ def start_azurite(workdir: Path) -> Azurite:
 
 
 def start_cosmos(workdir: Path, latency_ms: int = 0) -> CosmosEmulator:
-    """Our launcher of @vercel/cosmosdb-server (keeps data in memory)."""
+    """Our launcher of @vercel/cosmosdb-server (keeps data in memory), checking every
+    request's signature against the emulator key as Azure checks it against the account's."""
     node = _require_node_script(COSMOS_JS)
-    command = [node, str(COSMOS_JS), "--host", "127.0.0.1", "--port", "0"]
+    command = [node, str(COSMOS_JS), "--host", "127.0.0.1", "--port", "0", "--key", COSMOS_EMULATOR_KEY]
     if latency_ms:
         command += ["--latency-ms", str(latency_ms)]
     workdir.mkdir(parents=True, exist_ok=True)
