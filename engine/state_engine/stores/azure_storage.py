@@ -13,11 +13,15 @@ import binascii
 from abc import abstractmethod
 from typing import Dict, List, Optional, Sequence
 
+import aiohttp
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from ..errors import PreconditionFailedError, StorageConfigurationError, StorageError, StorageUnavailableError
 from .azure_logging import quiet_azure_logging
 from .items import Item, ItemStore, Put
+
+#: What a call that never got an answer raises: the SDK's calls, or the engine's own REST calls.
+_UNREACHABLE = (AzureError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
 
 
 def check_connection_string(value: str, setting_name: str, service: str) -> None:
@@ -101,7 +105,7 @@ class AzureStorageItems(ItemStore):
                 code = getattr(error, "error_code", None)
                 if error.status_code != 403 or code == "AuthenticationFailed":
                     raise self.translate(error, "") from error
-            except (AzureError, asyncio.TimeoutError, OSError) as error:
+            except _UNREACHABLE as error:
                 raise self.translate(error, "") from error
             self._ready = True
 
@@ -117,7 +121,7 @@ class AzureStorageItems(ItemStore):
             if getattr(error, "error_code", None) == self.missing_resource_code:
                 raise self.translate(error, item_id) from error
             return None
-        except (AzureError, asyncio.TimeoutError, OSError) as error:
+        except _UNREACHABLE as error:
             raise self.translate(error, item_id) from error
 
     async def put(self, put: Put) -> Optional[str]:
@@ -130,14 +134,14 @@ class AzureStorageItems(ItemStore):
             if put.text is None and put.condition.e_tag is None:
                 return None  # deleting what is not there
             raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
-        except (AzureError, asyncio.TimeoutError, OSError) as error:
+        except _UNREACHABLE as error:
             raise self.translate(error, put.item_id) from error
 
     async def list_ids(self, prefix: str) -> List[str]:
         await self.ensure_resource()
         try:
             return sorted(item_id for item_id in await self._list(prefix) if item_id.startswith(prefix))
-        except (AzureError, asyncio.TimeoutError, OSError) as error:
+        except _UNREACHABLE as error:
             raise self.translate(error, prefix) from error
 
     async def ping(self) -> None:

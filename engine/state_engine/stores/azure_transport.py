@@ -33,3 +33,8 @@ def transport(connection_timeout: float, read_timeout: float) -> AioHttpTranspor
     return AioHttpTransport(
         use_env_settings=False, connection_timeout=connection_timeout, read_timeout=read_timeout
     )
+
+
+def proxy_url(proxies: Optional[Dict[str, str]]) -> Optional[str]:
+    """The one proxy of ``env_proxies``' answer, as aiohttp takes it."""
+    return next(iter(proxies.values())) if proxies else None

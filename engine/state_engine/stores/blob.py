@@ -1,7 +1,8 @@
 """Azure Blob Storage, as the docs' ``BlobStorage`` uses it: one JSON blob per item.
 
 Names are the ids percent-encoded (long ones hashed), each id kept in its blob's metadata;
-writes are conditional on the ETag, and each read or write is one REST call (``BlobRequests``).
+writes are conditional on the ETag, and each read or write is one REST call (``BlobRequests``);
+creating the container and listing blobs stay on the SDK.
 """
 
 from __future__ import annotations
@@ -10,29 +11,23 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
-from azure.core.exceptions import (
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
-from azure.core.pipeline.transport import AsyncHttpResponse, HttpRequest
+from azure.core.exceptions import HttpResponseError
 from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRetry
 
 from ..conditions import Expect
 from ..errors import StorageConfigurationError
 from ..settings import setting
 from .azure_storage import AzureStorageItems, check_connection_string
-from .azure_transport import env_proxies, transport
+from .azure_transport import env_proxies, proxy_url, transport
 from .items import Item, Put
+from .rest_calls import Answer
+from .storage_rest import StorageCalls
 
 _MAX_NAME_LENGTH = 1024
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 _ID_METADATA = "itemid"
-#: The SDK's exception for each refusal an item call can meet, as its own calls raise them.
-_REFUSALS = {404: ResourceNotFoundError, 409: ResourceExistsError, 412: ResourceModifiedError}
 
 
 @dataclass(frozen=True)
@@ -64,45 +59,25 @@ def blob_name(item_id: str) -> str:
     return name
 
 
-def _refusal(response: AsyncHttpResponse) -> HttpResponseError:
-    """The SDK's error for a refused call, carrying the service's error code as its own do."""
-    code = response.headers.get("x-ms-error-code")
-    error_type = _REFUSALS.get(response.status_code, HttpResponseError)
-    message = f"Blob storage answered {response.status_code} ({code})"
-    error = error_type(message=message, response=response)
-    error.error_code = code
-    return error
-
-
 class BlobRequests:
-    """Get, put and delete of whole blobs in one container, each one REST call sent
-    through the container client's own pipeline (signing, retries, the shared transport).
-    The SDK's per-blob ``BlobClient`` costs twice the CPU a call, and one kept per blob
-    holds about 45 objects that every full garbage collection walks. A read downloads at
-    most the store's limit: Blob storage takes blobs of terabytes."""
+    """Get, put and delete of whole blobs in one container, each one REST call. The SDK's
+    per-blob ``BlobClient`` costs twice the CPU of its container's pipeline, and that
+    pipeline twice a bare call. A read downloads at most the store's limit: Blob storage
+    takes blobs of terabytes."""
 
-    def __init__(self, container: ContainerClient) -> None:
-        # The pipeline the SDK built for this container (its get_blob_client shares it too);
-        # the SDK has no public way to send one request through it.
-        self._pipeline = container._pipeline
-        url = urlsplit(container.url)  # a SAS token, if any, is its query
-        self._base = urlunsplit((url.scheme, url.netloc, url.path.rstrip("/") + "/", "", ""))
-        self._query = f"?{url.query}" if url.query else ""
-        self._version = container.api_version
+    def __init__(self, container: ContainerClient, request_timeout: float, proxy: Optional[str]) -> None:
+        credential = container.credential  # None when the connection string has a SAS token
+        account = (credential.account_name, credential.account_key) if credential is not None else None
+        self._calls = StorageCalls(
+            "blob", container.url, container.api_version, request_timeout, account=account, proxy=proxy
+        )
 
     async def _send(
         self, method: str, name: str, headers: Dict[str, str], ok: Tuple[int, ...],
         body: Optional[bytes] = None,
-    ) -> AsyncHttpResponse:
+    ) -> Answer:
         # The name quoted as the SDK's BlobClient quotes it (our names hold "%": it becomes "%25").
-        url = f"{self._base}{quote(name, safe='~/')}{self._query}"
-        request = HttpRequest(method, url, headers={"x-ms-version": self._version, **headers})
-        if body is not None:
-            request.set_bytes_body(body)
-        response = (await self._pipeline.run(request)).http_response
-        if response.status_code not in ok:
-            raise _refusal(response)
-        return response
+        return await self._calls.send(method, quote(name, safe="~/"), headers, ok, body)
 
     async def get(self, name: str, max_bytes: int) -> Tuple[Optional[bytes], str]:
         """The blob's content and ETag (``ResourceNotFoundError`` when it is missing). At
@@ -119,7 +94,7 @@ class BlobRequests:
         size = response.headers.get("Content-Range", "").rpartition("/")[2]
         if size.isdigit() and int(size) > max_bytes:
             return None, e_tag
-        return response.body(), e_tag
+        return response.body, e_tag
 
     async def put(
         self, name: str, data: bytes, metadata: Dict[str, str], conditions: Dict[str, str]
@@ -136,6 +111,9 @@ class BlobRequests:
 
     async def delete(self, name: str, conditions: Dict[str, str]) -> None:
         await self._send("DELETE", name, conditions, ok=(202,))
+
+    async def close(self) -> None:
+        await self._calls.close()
 
 
 def _conditions(put: Put) -> Dict[str, str]:
@@ -180,7 +158,7 @@ class BlobItems(AzureStorageItems):
                 f"BLOB_CONNECTION_STRING is not a storage connection string ({error})"
             ) from None
         self._container = self._service.get_container_client(settings.container)
-        self._requests = BlobRequests(self._container)
+        self._requests = BlobRequests(self._container, request_timeout, proxy_url(proxies))
 
     async def _create_resource(self) -> None:
         await self._container.create_container()
@@ -213,5 +191,6 @@ class BlobItems(AzureStorageItems):
         return found
 
     async def close(self) -> None:
-        """Close the aiohttp session under the client (the SDK's store never does)."""
+        """Close the aiohttp sessions (the SDK's store never does)."""
+        await self._requests.close()
         await self._service.close()

@@ -37,9 +37,10 @@ from ..errors import (
 )
 from ..settings import setting
 from .azure_logging import quiet_azure_logging
-from .azure_transport import env_proxies, transport
-from .cosmos_rest import Answer, CosmosRequests
+from .azure_transport import env_proxies, proxy_url, transport
+from .cosmos_rest import CosmosRequests, sub_status
 from .items import Item, ItemStore, Put
+from .rest_calls import Answer
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class CosmosItems(ItemStore):
         self._ready = asyncio.Lock()
         self._requests = CosmosRequests(
             settings.uri, settings.key, settings.database, settings.container, request_timeout,
-            proxy=next(iter(self._proxies.values())) if self._proxies else None,
+            proxy=proxy_url(self._proxies),
         )
 
     # -- the container, found or created once ----------------------------------------
@@ -271,7 +272,7 @@ class CosmosItems(ItemStore):
         self._check(answer, put.item_id)
         if put.text is None:
             return None
-        return answer.e_tag or _json(answer)["_etag"]
+        return answer.headers.get("etag") or _json(answer)["_etag"]
 
     async def _write(self, put: Put) -> Answer:
         cosmos_id = cosmos_item_id(put.item_id)
@@ -318,7 +319,7 @@ class CosmosItems(ItemStore):
 
 def _container_missing(answer: Answer) -> bool:
     """A 404 for the container itself, not for an item in it (Cosmos' sub-status 1003)."""
-    return answer.status == 404 and answer.sub_status == 1003
+    return answer.status == 404 and sub_status(answer) == 1003
 
 
 def _json(answer: Answer) -> Any:

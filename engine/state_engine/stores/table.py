@@ -3,26 +3,30 @@
 Each item is one entity: PartitionKey = the id made safe (``/ \\ # ?``, control characters
 and ``*`` become ``*xx``; ids over 255 characters keep a prefix plus a SHA-256), RowKey "",
 the id in ``Key``, and the JSON split over ``Document0..N`` (64 KiB per string property).
+Each read or write is one REST call (``storage_rest``); creating the table and queries stay
+on the SDK.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
+from urllib.parse import quote
 
-from azure.core import MatchConditions
-from azure.data.tables import UpdateMode
+from azure.core.credentials import AzureNamedKeyCredential
 from azure.data.tables.aio import TableClient
 
 from ..conditions import Expect
 from ..errors import StorageConfigurationError
 from ..settings import setting
 from .azure_storage import AzureStorageItems, check_connection_string
-from .azure_transport import env_proxies, transport
+from .azure_transport import env_proxies, proxy_url, transport
 from .items import Item, Put
+from .storage_rest import StorageCalls
 
 ROW_KEY = ""
 KEY_PROPERTY = "Key"
@@ -35,6 +39,8 @@ _MAX_KEY_LENGTH = 255
 _KEPT_PREFIX = _MAX_KEY_LENGTH - 65
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 _FORBIDDEN = re.compile(r"[/\\#?*\x00-\x1f\x7f-\x9f]")
+#: Entities as plain JSON: strings and 32-bit integers need no type annotations.
+_JSON = "application/json;odata=nometadata"
 
 
 @dataclass(frozen=True)
@@ -108,14 +114,37 @@ class TableItems(AzureStorageItems):
             raise StorageConfigurationError(
                 f"TABLE_CONNECTION_STRING is not a storage connection string ({error})"
             ) from None
+        credential = self._table.credential
+        if isinstance(credential, AzureNamedKeyCredential):
+            account, url = (credential.named_key.name, credential.named_key.key), self._table.url
+        else:  # a SAS token, sent as the URL's query
+            account, url = None, f"{self._table.url}?{credential.signature.lstrip('?')}"
+        self._calls = StorageCalls(
+            "table", url, self._table.api_version, request_timeout, account=account, proxy=proxy_url(proxies)
+        )
+        self._table_path = quote(settings.table, safe="")
+
+    def _entity_path(self, partition_key: str) -> str:
+        """The entity's address: keys in quotes (a quote doubled), percent-encoded."""
+        keys = ",".join(
+            f"{name}='{quote(value.replace(chr(39), chr(39) * 2), safe='')}'"
+            for name, value in (("PartitionKey", partition_key), ("RowKey", ROW_KEY))
+        )
+        return f"{self._table_path}({keys})"
 
     async def _create_resource(self) -> None:
         await self._table.create_table()
 
     async def _get_item(self, item_id: str) -> Item:
-        entity = await self._table.get_entity(table_partition_key(item_id), ROW_KEY)
-        e_tag = entity.metadata["etag"]
-        parts = entity.get(PARTS_PROPERTY)
+        answer = await self._calls.send(
+            "GET", self._entity_path(table_partition_key(item_id)), {"Accept": _JSON}, ok=(200,)
+        )
+        e_tag = answer.headers["ETag"]
+        try:
+            entity = json.loads(answer.body)
+        except ValueError:
+            return Item("", e_tag, problem="the entity is not JSON")
+        parts = entity.get(PARTS_PROPERTY) if isinstance(entity, dict) else None
         # Checked before anything is allocated: a planted DocumentParts=10**9 must not
         # make the bot build a billion-part string.
         most = math.ceil(self.max_item_bytes / PART_CHARS) + 1
@@ -128,11 +157,11 @@ class TableItems(AzureStorageItems):
 
     async def _put_item(self, put: Put) -> Optional[str]:
         partition_key = table_partition_key(put.item_id)
+        path = self._entity_path(partition_key)
         expect = put.condition.expect
-        match = {"etag": put.condition.e_tag, "match_condition": MatchConditions.IfNotModified}
+        match = put.condition.e_tag if expect is Expect.MATCH else None
         if put.text is None:
-            options = match if expect is Expect.MATCH else {}
-            await self._table.delete_entity(partition_key, ROW_KEY, **options)
+            await self._calls.send("DELETE", path, {"If-Match": match or "*"}, ok=(204,))
             return None
         entity = {
             "PartitionKey": partition_key,
@@ -140,14 +169,16 @@ class TableItems(AzureStorageItems):
             KEY_PROPERTY: put.item_id,
             **document_properties(put.text),
         }
-        # REPLACE, not MERGE: a shorter document must not keep old parts.
-        if expect is Expect.ANYTHING:
-            result = await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
-        elif expect is Expect.ABSENT:
-            result = await self._table.create_entity(entity)
+        headers = {"Content-Type": _JSON, "Accept": _JSON, "Prefer": "return-no-content"}
+        body = json.dumps(entity).encode("utf-8")
+        if expect is Expect.ABSENT:  # insert: 409 EntityAlreadyExists when it exists
+            answer = await self._calls.send("POST", self._table_path, headers, ok=(204,), body=body)
         else:
-            result = await self._table.update_entity(entity, mode=UpdateMode.REPLACE, **match)
-        return result["etag"]
+            # A PUT replaces the whole entity (a shorter document keeps no old parts); with
+            # If-Match only the version read, without it an insert or a replace.
+            conditions = {"If-Match": match} if match is not None else {}
+            answer = await self._calls.send("PUT", path, {**headers, **conditions}, ok=(204,), body=body)
+        return answer.headers["ETag"]
 
     async def _list(self, prefix: str) -> List[str]:
         low = _escaped(prefix)[:_KEPT_PREFIX]
@@ -160,4 +191,5 @@ class TableItems(AzureStorageItems):
         return [entity[KEY_PROPERTY] async for entity in entities if isinstance(entity.get(KEY_PROPERTY), str)]
 
     async def close(self) -> None:
+        await self._calls.close()
         await self._table.close()
