@@ -2,8 +2,8 @@
 
 Every target is a process on 127.0.0.1, driven in turn for several short interleaved
 rounds, so a ratio (the median of round-by-round ratios) cancels what else the machine
-does. Cloud stores run with and without injected latency, beside two ceilings: the raw
-client, and the bare handler making its calls.
+does. Cloud stores run with and without injected latency, beside three ceilings: the raw
+SDK client, the bare handler making its calls, and the engine's own item store alone.
 
     .venv/bin/python -m bench.run [--rounds 5] [--duration 3] [--only core,cloud,auth,gunicorn|KEYS]
 """
@@ -238,6 +238,8 @@ def targets(only: List[str], raw: bool) -> List[Target]:
             found.append(Target(key, f"this bot, {store}, +{latency} ms", bot, store=store, latency_ms=latency))
             found.append(Target(f"raw-{key}", f"raw {store} client, +{latency} ms", kind="raw",
                                 store=store, latency_ms=latency, pair=key, probes=False))
+            found.append(Target(f"engine-{key}", f"the engine's {store} item store alone, +{latency} ms",
+                                kind="raw", store=f"engine-{store}", latency_ms=latency, pair=key, probes=False))
             found.append(Target(f"bare-{key}", f"bare aiohttp handler + raw {store} client, +{latency} ms", bare,
                                 {"BENCH_STORE": store}, has_storage=False, store=store, latency_ms=latency,
                                 pair=key))
@@ -516,9 +518,11 @@ def render(results: List[Result], concurrency: List[ConcurrencyRow], args: argpa
             key = f"{store}{latency}"
             lines += _ratio_line(by_key, f"{store} +{latency} ms / raw {store} client", key, f"raw-{key}")
             lines += _ratio_line(by_key, f"bare handler + raw {store} client / raw {store} client, +{latency} ms "
-                                 "(the most any bot reaches here)", f"bare-{key}", f"raw-{key}")
+                                 "(the most a bot on the SDK's calls reaches here)", f"bare-{key}", f"raw-{key}")
             lines += _ratio_line(by_key, f"{store} +{latency} ms / bare handler + raw {store} client",
                                  key, f"bare-{key}")
+            lines += _ratio_line(by_key, f"{store} +{latency} ms / the engine's {store} item store alone",
+                                 key, f"engine-{key}")
     for key, result in by_key.items():
         if key.endswith("@base"):
             after = by_key[key[: -len("@base")]]

@@ -1,22 +1,28 @@
 """What only the Table backend must show, on Azurite: its own REST calls address, write and
 read the very entities the SDK's ``TableClient`` does (keys that need quoting included),
 and work with a table-scoped SAS token as well as with the account key. Azurite checks
-every Shared Key signature, as Azure does: one made with another key is refused."""
+every Shared Key signature, as Azure does: one made with another key is refused. And for
+Blob and Table alike, through a proxy in front of Azurite: which calls are sent again."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
-from typing import AsyncIterator, Callable, Dict
+from dataclasses import dataclass, field
+from typing import AsyncIterator, Callable, Dict, List
+
+import aiohttp
 
 import pytest
+from aiohttp import web
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
 from azure.data.tables import TableSasPermissions, generate_table_sas
 from azure.data.tables.aio import TableServiceClient
 
 from state_engine.conditions import ABSENT, ANY, if_match
-from state_engine.errors import PreconditionFailedError
+from state_engine.errors import PreconditionFailedError, StorageUnavailableError
 from state_engine.stores import open_items, read_backend_settings
 from state_engine.stores.items import ItemStore, Put
 from state_engine.stores.storage_rest import StorageCalls
@@ -127,3 +133,81 @@ async def test_our_calls_are_signed_as_azurite_checks_them(azurite: Azurite, ser
         finally:
             await calls.close()
     assert answers == {"right": 404, "wrong": 403}
+
+
+@dataclass
+class FaultyProxy:
+    """Forwards to Azurite, recording each call's method; ``busy`` calls get Storage's 503
+    ServerBusy unforwarded, and the next call after ``stall`` is set waits that long first
+    (then still lands)."""
+
+    upstream: str
+    busy: int = 0
+    stall: float = 0.0
+    methods: List[str] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.methods.append(request.method)
+        body = await request.read()
+        if self.busy:
+            self.busy -= 1
+            return web.Response(status=503, headers={"x-ms-error-code": "ServerBusy"})
+        if self.stall:
+            stall, self.stall = self.stall, 0.0
+            await asyncio.sleep(stall)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+        async with aiohttp.ClientSession(auto_decompress=False) as session:
+            async with session.request(
+                request.method, self.upstream + request.path_qs, headers=headers, data=body,
+                skip_auto_headers=("Content-Type",),  # one aiohttp adds would break the signature
+            ) as answer:
+                kept = {k: v for k, v in answer.headers.items()
+                        if k.lower() not in ("content-length", "transfer-encoding", "connection")}
+                return web.Response(status=answer.status, body=await answer.read(), headers=kept)
+
+
+@pytest.mark.parametrize("service", ["blob", "table"])
+async def test_a_busy_or_stalled_call_is_sent_again_only_where_it_is_safe(
+    backend_env: EnvFor, azurite: Azurite, service: str
+) -> None:
+    """Busy (503) twice is waited out, three times is the caller's error; a stalled read is
+    asked again; a stalled write may have landed (here it does), so it is never sent again."""
+    upstream = f"http://127.0.0.1:{azurite.ports[service]}"
+    proxy = FaultyProxy(upstream)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", proxy.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    env = backend_env(service)
+    setting = f"{service.upper()}_CONNECTION_STRING"
+    env[setting] = env[setting].replace(upstream, f"http://127.0.0.1:{port}")
+    items = open_items(service, read_backend_settings(service, env), request_timeout=0.5)
+    try:
+        e_tag = await items.put(Put("user/1", '{"n": 1}', ABSENT))
+        proxy.busy = 2
+        assert (await items.get(["user/1"]))["user/1"].e_tag == e_tag
+        proxy.busy = 2
+        e_tag = await items.put(Put("user/1", '{"n": 2}', if_match(e_tag)))
+        proxy.busy = 3
+        with pytest.raises(StorageUnavailableError, match="503"):
+            await items.get(["user/1"])
+        proxy.busy = 0
+
+        proxy.methods.clear()
+        proxy.stall = 1.0
+        assert (await items.get(["user/1"]))["user/1"].text == '{"n": 2}'
+        assert proxy.methods == ["GET", "GET"]
+
+        proxy.methods.clear()
+        proxy.stall = 1.0
+        with pytest.raises(StorageUnavailableError):
+            await items.put(Put("user/1", '{"n": 3}', if_match(e_tag)))
+        assert proxy.methods == ["PUT"]
+        await asyncio.sleep(1.0)  # the stalled write reaches Azurite
+        assert (await items.get(["user/1"]))["user/1"].text == '{"n": 3}'
+    finally:
+        await items.close()
+        await runner.cleanup()

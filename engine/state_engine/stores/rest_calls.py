@@ -72,7 +72,9 @@ class RestSession:
                     raise
                 sent_again = True
                 continue
-            if self._not_done(answer) and waited < _NOT_DONE_RETRIES:
+            if self._not_done(answer):
+                if waited == _NOT_DONE_RETRIES:
+                    return answer
                 waited += 1
                 await asyncio.sleep(answer.retry_after)
             elif answer.status >= 500 and is_read and not sent_again:
@@ -83,7 +85,10 @@ class RestSession:
     async def _call(self, verb: str, url: URL, headers: Dict[str, str], data: Optional[bytes]) -> Answer:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
-        async with self._session.request(verb, url, headers=headers, data=data, proxy=self._proxy) as response:
+        # Nothing added to what was signed: aiohttp would give a PUT a Content-Type of its own.
+        async with self._session.request(
+            verb, url, headers=headers, data=data, proxy=self._proxy, skip_auto_headers=("Content-Type",)
+        ) as response:
             return Answer(response.status, response.headers, await response.read())
 
     async def close(self) -> None:

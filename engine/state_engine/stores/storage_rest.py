@@ -72,17 +72,19 @@ class StorageCalls:
     async def send(
         self, verb: str, path: str, headers: Dict[str, str], ok: Tuple[int, ...], body: Optional[bytes] = None
     ) -> Answer:
-        """``path`` below the resource URL, already percent-encoded; a status not in ``ok``
-        is raised as the SDK's error for it."""
-        full_path = f"{self._path}/{path}"
-        url = URL(f"{self._origin}{full_path}{self._query}", encoded=True)
+        """``path`` below the resource URL, percent-encoded; a status not in ``ok`` is
+        raised as the SDK's error for it."""
+        # The path as yarl sends it (it decodes what needs no escape, as the SDK's aiohttp
+        # transport does): that form is the one signed.
+        url = URL(f"{self._origin}{self._path}/{path}{self._query}")
+        resource = f"/{self._account}{url.raw_path}"
 
         def signed() -> Dict[str, str]:
             sent = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": self._version, **headers}
             if body is not None:
                 sent["Content-Length"] = str(len(body))
             if self._key is not None:
-                text = self._string_to_sign(verb, sent, f"/{self._account}{full_path}")
+                text = self._string_to_sign(verb, sent, resource)
                 signature = base64.b64encode(hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).digest())
                 sent["Authorization"] = f"SharedKey {self._account}:{signature.decode()}"
             return sent

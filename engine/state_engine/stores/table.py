@@ -71,6 +71,12 @@ def table_partition_key(item_id: str) -> str:
     return f"{escaped[:_KEPT_PREFIX]}-{digest}"
 
 
+def _key_literal(key: str) -> str:
+    """A key as an entity's address holds it: quoted (a quote doubled), percent-encoded."""
+    doubled = key.replace("'", "''")
+    return f"'{quote(doubled, safe='')}'"
+
+
 def document_properties(document: str) -> Dict[str, Any]:
     """The JSON text spread over as many properties as it needs."""
     parts = [document[i : i + PART_CHARS] for i in range(0, len(document), PART_CHARS)] or [""]
@@ -125,12 +131,7 @@ class TableItems(AzureStorageItems):
         self._table_path = quote(settings.table, safe="")
 
     def _entity_path(self, partition_key: str) -> str:
-        """The entity's address: keys in quotes (a quote doubled), percent-encoded."""
-        keys = ",".join(
-            f"{name}='{quote(value.replace(chr(39), chr(39) * 2), safe='')}'"
-            for name, value in (("PartitionKey", partition_key), ("RowKey", ROW_KEY))
-        )
-        return f"{self._table_path}({keys})"
+        return f"{self._table_path}(PartitionKey={_key_literal(partition_key)},RowKey={_key_literal(ROW_KEY)})"
 
     async def _create_resource(self) -> None:
         await self._table.create_table()
