@@ -42,6 +42,7 @@ from state_engine.hosting.connectors import (
 from config import DefaultConfig
 from state_engine.testing.blackhole import Blackhole
 from state_engine.testing.live_bot import free_port
+from state_engine.testing.local_app import serving
 
 APP_ID = "00000000-1111-2222-3333-444444444444"
 TOKEN = "token-from-the-sdk-credentials"
@@ -107,16 +108,9 @@ class RecordingChannel:
 @pytest.fixture
 async def channel() -> AsyncIterator[RecordingChannel]:
     recorder = RecordingChannel()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # port 0: the OS picked one
-    recorder.url = f"http://127.0.0.1:{port}"
-    yield recorder
-    await runner.cleanup()
+    async with serving(recorder.handle) as url:
+        recorder.url = url
+        yield recorder
 
 
 def authentication(

@@ -28,6 +28,7 @@ from state_engine.stores.items import ItemStore, Put
 from state_engine.stores.storage_rest import StorageCalls
 from state_engine.stores.table import ROW_KEY, table_partition_key
 from state_engine.testing.emulators import AZURITE_ACCOUNT, AZURITE_KEY, Azurite
+from state_engine.testing.local_app import serving
 
 EnvFor = Callable[[str], Dict[str, str]]
 
@@ -174,40 +175,33 @@ async def test_a_busy_or_stalled_call_is_sent_again_only_where_it_is_safe(
     asked again; a stalled write may have landed (here it does), so it is never sent again."""
     upstream = f"http://127.0.0.1:{azurite.ports[service]}"
     proxy = FaultyProxy(upstream)
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", proxy.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     env = backend_env(service)
     setting = f"{service.upper()}_CONNECTION_STRING"
-    env[setting] = env[setting].replace(upstream, f"http://127.0.0.1:{port}")
-    items = open_items(service, read_backend_settings(service, env), request_timeout=0.5)
-    try:
-        e_tag = await items.put(Put("user/1", '{"n": 1}', ABSENT))
-        proxy.busy = 2
-        assert (await items.get(["user/1"]))["user/1"].e_tag == e_tag
-        proxy.busy = 2
-        e_tag = await items.put(Put("user/1", '{"n": 2}', if_match(e_tag)))
-        proxy.busy = 3
-        with pytest.raises(StorageUnavailableError, match="503"):
-            await items.get(["user/1"])
-        proxy.busy = 0
+    async with serving(proxy.handle) as proxy_url:
+        env[setting] = env[setting].replace(upstream, proxy_url)
+        items = open_items(service, read_backend_settings(service, env), request_timeout=0.5)
+        try:
+            e_tag = await items.put(Put("user/1", '{"n": 1}', ABSENT))
+            proxy.busy = 2
+            assert (await items.get(["user/1"]))["user/1"].e_tag == e_tag
+            proxy.busy = 2
+            e_tag = await items.put(Put("user/1", '{"n": 2}', if_match(e_tag)))
+            proxy.busy = 3
+            with pytest.raises(StorageUnavailableError, match="503"):
+                await items.get(["user/1"])
+            proxy.busy = 0
 
-        proxy.methods.clear()
-        proxy.stall = 1.0
-        assert (await items.get(["user/1"]))["user/1"].text == '{"n": 2}'
-        assert proxy.methods == ["GET", "GET"]
+            proxy.methods.clear()
+            proxy.stall = 1.0
+            assert (await items.get(["user/1"]))["user/1"].text == '{"n": 2}'
+            assert proxy.methods == ["GET", "GET"]
 
-        proxy.methods.clear()
-        proxy.stall = 1.0
-        with pytest.raises(StorageUnavailableError):
-            await items.put(Put("user/1", '{"n": 3}', if_match(e_tag)))
-        assert proxy.methods == ["PUT"]
-        await asyncio.sleep(1.0)  # the stalled write reaches Azurite
-        assert (await items.get(["user/1"]))["user/1"].text == '{"n": 3}'
-    finally:
-        await items.close()
-        await runner.cleanup()
+            proxy.methods.clear()
+            proxy.stall = 1.0
+            with pytest.raises(StorageUnavailableError):
+                await items.put(Put("user/1", '{"n": 3}', if_match(e_tag)))
+            assert proxy.methods == ["PUT"]
+            await asyncio.sleep(1.0)  # the stalled write reaches Azurite
+            assert (await items.get(["user/1"]))["user/1"].text == '{"n": 3}'
+        finally:
+            await items.close()
