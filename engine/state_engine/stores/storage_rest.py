@@ -51,8 +51,9 @@ _STRING_TO_SIGN = {"blob": _blob_string_to_sign, "table": _table_string_to_sign}
 
 
 class StorageCalls:
-    """Calls under ``resource_url`` (a container's URL, or the account's for tables),
-    Shared Key signed when ``account_key`` is given, else with the URL's SAS query."""
+    """Calls under ``resource_url`` (a container's URL, or the account's for tables):
+    Shared Key signed when ``account`` (its name and key) is given, else carrying the
+    URL's query, the SAS token."""
 
     def __init__(
         self, service: str, resource_url: str, version: str, request_timeout: float,
