@@ -322,8 +322,12 @@ def _container_missing(answer: Answer) -> bool:
     return answer.status == 404 and sub_status(answer) == 1003
 
 
-def _json(answer: Answer) -> Any:
+def _json(answer: Answer) -> Dict[str, Any]:
+    """The item Cosmos DB answered with: a JSON object carrying its ``_etag``."""
     try:
-        return json.loads(answer.body)
+        body = json.loads(answer.body)
     except ValueError:
-        raise StorageUnavailableError(f"Cosmos DB answered {answer.status} without JSON") from None
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("_etag"), str):
+        raise StorageUnavailableError(f"Cosmos DB answered {answer.status} without an item")
+    return body
