@@ -55,13 +55,14 @@ function masterKeyToken(key, req) {
 
 function signedWith(key, req) {
   let sent;
+  let expected;
   try {
-    sent = decodeURIComponent(req.headers["authorization"] || "");
+    sent = Buffer.from(decodeURIComponent(req.headers["authorization"] || ""));
+    expected = Buffer.from(masterKeyToken(key, req));
   } catch (err) {
-    return false;
+    return false; // a header or a path that is not valid percent-encoding
   }
-  const expected = Buffer.from(masterKeyToken(key, req));
-  return sent.length === expected.length && crypto.timingSafeEqual(Buffer.from(sent), expected);
+  return sent.length === expected.length && crypto.timingSafeEqual(sent, expected);
 }
 
 function parseArgs(argv) {
