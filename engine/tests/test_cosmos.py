@@ -76,6 +76,10 @@ class CosmosProxy:
     throttle: int = 0
     #: Seconds the next item call waits before it is forwarded (it still lands).
     stall: float = 0.0
+    #: Answer every item write with a session token of the next LSN, as an account on
+    #: session consistency does (the emulator sends none).
+    session_tokens: bool = False
+    _lsn: int = 0
     requests: List[Recorded] = field(default_factory=list)
     refused: List[Recorded] = field(default_factory=list)
 
@@ -132,11 +136,11 @@ class CosmosProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         url = self.upstream.rstrip("/") + request.path_qs
         async with self._session.request(request.method, url, headers=headers, data=body) as answer:
-            return web.Response(
-                status=answer.status,
-                body=await answer.read(),
-                headers={k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS},
-            )
+            kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+            if self.session_tokens and recorded.is_item_call and recorded.method != "GET":
+                self._lsn += 1
+                kept["x-ms-session-token"] = f"0:-1#{self._lsn}"
+            return web.Response(status=answer.status, body=await answer.read(), headers=kept)
 
     def _refusal(self, request: Recorded) -> Optional[tuple[int, str, str]]:
         """The answer Azure gives such an account, or None to forward the request."""
@@ -529,3 +533,28 @@ async def test_a_read_that_timed_out_is_sent_again_and_a_write_never_is(
         assert (await store.read(["user/1"]))["user/1"]["n"] == 2
     finally:
         await store.close()
+
+
+async def test_the_session_token_of_each_write_is_sent_with_the_calls_after_it(
+    backend_env: EnvFor, proxy: CosmosProxy
+) -> None:
+    """On session consistency a read sees this client's writes only if it carries the
+    token the write was answered with; the emulator has no sessions, so the proxy plays one."""
+    proxy.session_tokens = True
+    store, _ = _store(backend_env, proxy)
+    try:
+        await store.write({"user/1": {"n": 1}})
+        await store.read(["user/1"])
+        current = (await store.read(["user/1"]))["user/1"]
+        await store.write({"user/1": {**current, "n": 2}})
+        await store.read(["user/1"])
+    finally:
+        await store.close()
+    calls = [r for r in proxy.requests if r.is_item_call]
+    sent = [(r.method, r.headers.get("x-ms-session-token")) for r in calls]
+    first_write = next(i for i, r in enumerate(calls) if r.method != "GET")
+    assert all(token is None for _, token in sent[: first_write + 1])
+    after = sent[first_write + 1 :]
+    second_write = next(i for i, (method, _) in enumerate(after) if method != "GET")
+    assert {token for _, token in after[: second_write + 1]} == {"0:-1#1"}
+    assert {token for _, token in after[second_write + 1 :]} == {"0:-1#2"}
