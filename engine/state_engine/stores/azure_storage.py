@@ -13,15 +13,12 @@ import binascii
 from abc import abstractmethod
 from typing import Dict, List, Optional, Sequence
 
-import aiohttp
-from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from ..errors import PreconditionFailedError, StorageConfigurationError, StorageError, StorageUnavailableError
 from .azure_logging import quiet_azure_logging
 from .items import Item, ItemStore, Put
-
-#: What a call that never got an answer raises: the SDK's calls, or the engine's own REST calls.
-_UNREACHABLE = (AzureError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+from .rest_calls import UNREACHABLE
 
 
 def check_connection_string(value: str, setting_name: str, service: str) -> None:
@@ -105,7 +102,7 @@ class AzureStorageItems(ItemStore):
                 code = getattr(error, "error_code", None)
                 if error.status_code != 403 or code == "AuthenticationFailed":
                     raise self.translate(error, "") from error
-            except _UNREACHABLE as error:
+            except UNREACHABLE as error:
                 raise self.translate(error, "") from error
             self._ready = True
 
@@ -121,7 +118,7 @@ class AzureStorageItems(ItemStore):
             if getattr(error, "error_code", None) == self.missing_resource_code:
                 raise self.translate(error, item_id) from error
             return None
-        except _UNREACHABLE as error:
+        except UNREACHABLE as error:
             raise self.translate(error, item_id) from error
 
     async def put(self, put: Put) -> Optional[str]:
@@ -134,14 +131,14 @@ class AzureStorageItems(ItemStore):
             if put.text is None and put.condition.e_tag is None:
                 return None  # deleting what is not there
             raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
-        except _UNREACHABLE as error:
+        except UNREACHABLE as error:
             raise self.translate(error, put.item_id) from error
 
     async def list_ids(self, prefix: str) -> List[str]:
         await self.ensure_resource()
         try:
             return sorted(item_id for item_id in await self._list(prefix) if item_id.startswith(prefix))
-        except _UNREACHABLE as error:
+        except UNREACHABLE as error:
             raise self.translate(error, prefix) from error
 
     async def ping(self) -> None:

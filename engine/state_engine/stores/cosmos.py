@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 from urllib.parse import urlparse
 
-import aiohttp
 from azure.core.exceptions import AzureError
 from azure.cosmos import PartitionKey
 from azure.cosmos import exceptions as cosmos_errors
@@ -40,7 +39,7 @@ from .azure_logging import quiet_azure_logging
 from .azure_transport import env_proxies, proxy_url, transport
 from .cosmos_rest import CosmosRequests, sub_status
 from .items import Item, ItemStore, Put
-from .rest_calls import Answer
+from .rest_calls import UNREACHABLE, Answer
 
 logger = logging.getLogger(__name__)
 
@@ -241,7 +240,7 @@ class CosmosItems(ItemStore):
             raise
         except cosmos_errors.CosmosHttpResponseError as error:
             raise self._translate(error.status_code, item_id) from error
-        except (AzureError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as error:
+        except UNREACHABLE as error:
             raise self._unreachable(error) from error
 
     # -- ItemStore -------------------------------------------------------------------------

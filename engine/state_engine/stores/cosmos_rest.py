@@ -7,8 +7,6 @@ Setup, queries and health checks stay on azure-cosmos' async client (``cosmos.py
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 from email.utils import formatdate
 from typing import Dict, Optional, Tuple
@@ -17,7 +15,7 @@ from urllib.parse import quote
 from azure.cosmos.http_constants import Versions
 from yarl import URL
 
-from .rest_calls import Answer, RestSession
+from .rest_calls import Answer, RestSession, signature
 
 #: Statuses Cosmos DB answers for a call it did not carry out: throttled (429) or asked to
 #: retry (449).
@@ -28,8 +26,7 @@ def master_key_token(key: bytes, verb: str, resource_type: str, resource_link: s
     """The ``authorization`` header of a request ("Access control in Azure Cosmos DB":
     HMAC-SHA256 over verb, resource type, link and date), URL-encoded as the SDK sends it."""
     text = f"{verb.lower()}\n{resource_type.lower()}\n{resource_link}\n{date.lower()}\n\n"
-    signature = base64.b64encode(hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()).decode()
-    return quote(f"type=master&ver=1.0&sig={signature}", safe="-_.!~*'()")
+    return quote(f"type=master&ver=1.0&sig={signature(key, text)}", safe="-_.!~*'()")
 
 
 class SessionTokens:

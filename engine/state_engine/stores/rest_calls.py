@@ -8,16 +8,28 @@ Blob and Table backends send those calls here instead; setup and queries stay on
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 from dataclasses import dataclass
 from typing import Callable, Dict, Mapping, Optional
 
 import aiohttp
+from azure.core.exceptions import AzureError
 from yarl import URL
 
 #: Longest wait for a call the service did not carry out, whatever it asks for.
 MAX_RETRY_WAIT = 1.0
 _DEFAULT_RETRY_WAIT = 0.1
 _NOT_DONE_RETRIES = 2
+#: What a call that never got an answer raises: the SDKs' calls, or these.
+UNREACHABLE = (AzureError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+
+
+def signature(key: bytes, text: str) -> str:
+    """HMAC-SHA256 of ``text`` with the account key, base64: how Cosmos DB's master-key
+    tokens and Storage's Shared Key both sign a request (each over its own text)."""
+    return base64.b64encode(hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()).decode()
 
 
 @dataclass(frozen=True)

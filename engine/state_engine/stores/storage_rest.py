@@ -7,8 +7,6 @@ the SAS token of the connection string. A refusal comes back as the SDK's own er
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 from email.utils import formatdate
 from typing import Dict, Optional, Tuple
@@ -22,7 +20,7 @@ from azure.core.exceptions import (
 )
 from yarl import URL
 
-from .rest_calls import Answer, RestSession
+from .rest_calls import Answer, RestSession, signature
 
 #: The SDK's exception for each refusal an item call can meet, as its own calls raise them.
 _REFUSALS = {404: ResourceNotFoundError, 409: ResourceExistsError, 412: ResourceModifiedError}
@@ -86,8 +84,7 @@ class StorageCalls:
                 sent["Content-Length"] = str(len(body))
             if self._key is not None:
                 text = self._string_to_sign(verb, sent, resource)
-                signature = base64.b64encode(hmac.new(self._key, text.encode("utf-8"), hashlib.sha256).digest())
-                sent["Authorization"] = f"SharedKey {self._account}:{signature.decode()}"
+                sent["Authorization"] = f"SharedKey {self._account}:{signature(self._key, text)}"
             return sent
 
         answer = await self._session.send(verb, url, signed, body)
