@@ -101,7 +101,7 @@ def instrument(timers: Timers) -> None:
         (StateStorage, "commit", "state: the save"),
         (TurnContext, "send_activities", "SDK: TurnContext.send_activities"),
         (PooledConversations, "_request", "replies: JSON"),
-        (PooledConversations, "_attempts", "replies: HTTP (aiohttp client)"),
+        (PooledConversations, "_attempts", "replies: HTTP"),
     ]
     for owner, attribute, name in steps:
         setattr(owner, attribute, timers.wrap(name, getattr(owner, attribute)))
@@ -121,7 +121,7 @@ DERIVED: List[Tuple[str, str, Tuple[str, ...]]] = [
         "state: the read round", "bot: on_turn (replies held)", "state: the save",
         "SDK: TurnContext.send_activities")),
     ("SDK send path (outside the replies' JSON and HTTP)", "SDK: TurnContext.send_activities", (
-        "replies: JSON", "replies: HTTP (aiohttp client)")),
+        "replies: JSON", "replies: HTTP")),
 ]
 
 

@@ -22,7 +22,7 @@ from ..settings import setting
 from .azure_storage import AzureStorageItems, check_connection_string
 from .azure_transport import env_proxies, proxy_url, transport
 from .items import Item, Put
-from .rest_calls import Answer
+from ..outbound import Response
 from .storage_rest import StorageCalls
 
 _MAX_NAME_LENGTH = 1024
@@ -75,7 +75,7 @@ class BlobRequests:
     async def _send(
         self, method: str, name: str, headers: Dict[str, str], ok: Tuple[int, ...],
         body: Optional[bytes] = None,
-    ) -> Answer:
+    ) -> Response:
         # The name quoted as the SDK's BlobClient quotes it (our names hold "%": it becomes "%25").
         return await self._calls.send(method, quote(name, safe="~/"), headers, ok, body)
 

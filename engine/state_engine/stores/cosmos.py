@@ -39,7 +39,8 @@ from .azure_logging import quiet_azure_logging
 from .azure_transport import env_proxies, proxy_url, transport
 from .cosmos_rest import CosmosRequests, sub_status
 from .items import Item, ItemStore, Put
-from .rest_calls import UNREACHABLE, Answer
+from ..outbound import Response
+from .rest_calls import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
@@ -273,7 +274,7 @@ class CosmosItems(ItemStore):
             return None
         return answer.headers.get("etag") or _json(answer)["_etag"]
 
-    async def _write(self, put: Put) -> Answer:
+    async def _write(self, put: Put) -> Response:
         cosmos_id = cosmos_item_id(put.item_id)
         expect = put.condition.expect
         if put.text is None:
@@ -284,7 +285,7 @@ class CosmosItems(ItemStore):
             return await self._requests.replace(cosmos_id, body, put.condition.e_tag or "")
         return await self._requests.create(cosmos_id, body, upsert=expect is Expect.ANYTHING)
 
-    def _check(self, answer: Answer, item_id: str) -> None:
+    def _check(self, answer: Response, item_id: str) -> None:
         """Raise the engine's error for an answer that is not a success."""
         if not 200 <= answer.status < 300:
             raise self._translate(answer.status, item_id)
@@ -316,12 +317,12 @@ class CosmosItems(ItemStore):
             self._container = None
 
 
-def _container_missing(answer: Answer) -> bool:
+def _container_missing(answer: Response) -> bool:
     """A 404 for the container itself, not for an item in it (Cosmos' sub-status 1003)."""
     return answer.status == 404 and sub_status(answer) == 1003
 
 
-def _json(answer: Answer) -> Dict[str, Any]:
+def _json(answer: Response) -> Dict[str, Any]:
     """The item Cosmos DB answered with: a JSON object carrying its ``_etag``."""
     try:
         body = json.loads(answer.body)

@@ -15,7 +15,8 @@ from urllib.parse import quote
 from azure.cosmos.http_constants import Versions
 from yarl import URL
 
-from .rest_calls import Answer, RestSession, signature
+from ..outbound import Response
+from .rest_calls import RestSession, signature
 
 #: Statuses Cosmos DB answers for a call it did not carry out: throttled (429) or asked to
 #: retry (449).
@@ -76,18 +77,18 @@ class CosmosRequests:
         self._session = RestSession(request_timeout, proxy, lambda answer: answer.status in _NOT_DONE)
         self.sessions = SessionTokens()
 
-    async def read(self, item_id: str) -> Answer:
+    async def read(self, item_id: str) -> Response:
         return await self._send("GET", item_id, {})
 
-    async def create(self, item_id: str, body: str, upsert: bool = False) -> Answer:
+    async def create(self, item_id: str, body: str, upsert: bool = False) -> Response:
         """Create the item (409 when it exists), or with ``upsert`` create or replace it."""
         headers = {"x-ms-documentdb-is-upsert": "True"} if upsert else {}
         return await self._send("POST", item_id, headers, body, to_container=True)
 
-    async def replace(self, item_id: str, body: str, e_tag: str) -> Answer:
+    async def replace(self, item_id: str, body: str, e_tag: str) -> Response:
         return await self._send("PUT", item_id, {"If-Match": e_tag}, body)
 
-    async def delete(self, item_id: str, e_tag: Optional[str]) -> Answer:
+    async def delete(self, item_id: str, e_tag: Optional[str]) -> Response:
         headers = {"If-Match": e_tag} if e_tag is not None else {}
         return await self._send("DELETE", item_id, headers)
 
@@ -97,7 +98,7 @@ class CosmosRequests:
     async def _send(
         self, verb: str, item_id: str, extra: Dict[str, str], body: Optional[str] = None,
         to_container: bool = False,
-    ) -> Answer:
+    ) -> Response:
         """A call on the item, or (a create) on the container's documents. The signature
         names the resource by its link, unencoded: the item's, or the container's."""
         if to_container:
@@ -128,7 +129,7 @@ class CosmosRequests:
         return answer
 
 
-def sub_status(answer: Answer) -> int:
+def sub_status(answer: Response) -> int:
     """Cosmos DB's sub-status of an answer (0 when it gives none)."""
     value = answer.headers.get("x-ms-substatus", "")
     return int(value) if value.isdigit() else 0

@@ -1,4 +1,4 @@
-"""Single REST calls to a cloud store on one aiohttp session, sent again only when safe.
+"""Single REST calls to a cloud store over kept-alive connections, sent again only when safe.
 
 The Azure SDKs spend two to three times a call's own CPU on each point read or write (their
 request objects, retry loops and pipeline policies), and a turn makes four. The Cosmos DB,
@@ -11,19 +11,20 @@ import asyncio
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
-from typing import Callable, Dict, Mapping, Optional
+from typing import Callable, Dict, Optional
 
-import aiohttp
 from azure.core.exceptions import AzureError
 from yarl import URL
+
+from ..outbound import HttpClient, NoAnswer, NotSent, Response
 
 #: Longest wait for a call the service did not carry out, whatever it asks for.
 MAX_RETRY_WAIT = 1.0
 _DEFAULT_RETRY_WAIT = 0.1
 _NOT_DONE_RETRIES = 2
-#: What a call that never got an answer raises: the SDKs' calls, or these.
-UNREACHABLE = (AzureError, aiohttp.ClientError, asyncio.TimeoutError, OSError)
+#: What a call that never got an answer raises: the SDKs' calls, or these (``NotSent``,
+#: ``NoAnswer`` and ``TimeoutError`` are all ``OSError``).
+UNREACHABLE = (AzureError, OSError)
 
 
 def signature(key: bytes, text: str) -> str:
@@ -32,23 +33,14 @@ def signature(key: bytes, text: str) -> str:
     return base64.b64encode(hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()).decode()
 
 
-@dataclass(frozen=True)
-class Answer:
-    """What the service answered: status, headers and body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    @property
-    def retry_after(self) -> float:
-        """How long the service asked to be left alone (Cosmos DB's header, else the
-        standard one), at most ``MAX_RETRY_WAIT``."""
-        for name, scale in (("x-ms-retry-after-ms", 1000), ("Retry-After", 1)):
-            value = self.headers.get(name, "")
-            if value.isdigit():
-                return min(int(value) / scale, MAX_RETRY_WAIT)
-        return _DEFAULT_RETRY_WAIT
+def retry_after(answer: Response) -> float:
+    """How long the service asked to be left alone (Cosmos DB's header, else the
+    standard one), at most ``MAX_RETRY_WAIT``."""
+    for name, scale in (("x-ms-retry-after-ms", 1000), ("Retry-After", 1)):
+        value = answer.headers.get(name, "")
+        if value.isdigit():
+            return min(int(value) / scale, MAX_RETRY_WAIT)
+    return _DEFAULT_RETRY_WAIT
 
 
 class RestSession:
@@ -59,27 +51,26 @@ class RestSession:
     asks for. A read is also sent again once after a timeout or a server error. A write
     never is then: it may have landed, and sending it again could apply it twice."""
 
-    def __init__(self, request_timeout: float, proxy: Optional[str], not_done: Callable[[Answer], bool]) -> None:
-        self._timeout = aiohttp.ClientTimeout(sock_connect=request_timeout, sock_read=request_timeout)
-        self._proxy = proxy
+    def __init__(self, request_timeout: float, proxy: Optional[str], not_done: Callable[[Response], bool]) -> None:
+        self._timeout = request_timeout
+        self._client = HttpClient(proxy)
         self._not_done = not_done
-        self._session: Optional[aiohttp.ClientSession] = None
 
     async def send(
         self, verb: str, url: URL, headers: Callable[[], Dict[str, str]], data: Optional[bytes] = None
-    ) -> Answer:
+    ) -> Response:
         is_read = verb == "GET"
         sent_again = False
         waited = 0
         while True:
             try:
-                answer = await self._call(verb, url, headers(), data)
-            except aiohttp.ClientConnectorError:
+                answer = await self._client.request(verb, url, headers(), data, timeout=self._timeout)
+            except NotSent:
                 if sent_again:  # no connection: the call never left
                     raise
                 sent_again = True
                 continue
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (NoAnswer, TimeoutError):
                 if sent_again or not is_read:
                     raise
                 sent_again = True
@@ -88,22 +79,11 @@ class RestSession:
                 if waited == _NOT_DONE_RETRIES:
                     return answer
                 waited += 1
-                await asyncio.sleep(answer.retry_after)
+                await asyncio.sleep(retry_after(answer))
             elif answer.status >= 500 and is_read and not sent_again:
                 sent_again = True
             else:
                 return answer
 
-    async def _call(self, verb: str, url: URL, headers: Dict[str, str], data: Optional[bytes]) -> Answer:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, trust_env=False)
-        # Nothing added to what was signed: aiohttp would give a PUT a Content-Type of its own.
-        async with self._session.request(
-            verb, url, headers=headers, data=data, proxy=self._proxy, skip_auto_headers=("Content-Type",)
-        ) as response:
-            return Answer(response.status, response.headers, await response.read())
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()

@@ -20,7 +20,8 @@ from azure.core.exceptions import (
 )
 from yarl import URL
 
-from .rest_calls import Answer, RestSession, signature
+from ..outbound import Response
+from .rest_calls import RestSession, signature
 
 #: The SDK's exception for each refusal an item call can meet, as its own calls raise them.
 _REFUSALS = {404: ResourceNotFoundError, 409: ResourceExistsError, 412: ResourceModifiedError}
@@ -70,7 +71,7 @@ class StorageCalls:
 
     async def send(
         self, verb: str, path: str, headers: Dict[str, str], ok: Tuple[int, ...], body: Optional[bytes] = None
-    ) -> Answer:
+    ) -> Response:
         """``path`` below the resource URL, percent-encoded; a status not in ``ok`` is
         raised as the SDK's error for it."""
         # The path as yarl sends it (it decodes what needs no escape, as the SDK's aiohttp
@@ -96,7 +97,7 @@ class StorageCalls:
         await self._session.close()
 
 
-def error_code(answer: Answer) -> Optional[str]:
+def error_code(answer: Response) -> Optional[str]:
     """The service's error code: Blob's header, or Table's JSON body."""
     code = answer.headers.get("x-ms-error-code")
     if code:
@@ -107,7 +108,7 @@ def error_code(answer: Answer) -> Optional[str]:
         return None
 
 
-def refusal(answer: Answer) -> HttpResponseError:
+def refusal(answer: Response) -> HttpResponseError:
     """The SDK's error for a refused call, carrying the status and error code as its own do."""
     code = error_code(answer)
     error = _REFUSALS.get(answer.status, HttpResponseError)(message=f"answered {answer.status} ({code})")

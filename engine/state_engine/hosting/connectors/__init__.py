@@ -1,4 +1,4 @@
-"""Replies over one pooled aiohttp session: the SDK's connector factory, made cheap.
+"""Replies over one pooled HTTP client: the SDK's connector factory, made cheap.
 An app wraps its ``BotFrameworkAuthentication`` in ``PooledBotFrameworkAuthentication``;
 ``SendLimits`` bounds each reply, and a channel that fails one raises ``ChannelRequestError``.
 """

@@ -1,16 +1,16 @@
 """The connector factory CloudAdapter asks for a connector on every turn: one connector
 per service URL and audience, built once from the SDK's own factory and kept, whose
-reply calls go over the pooled session."""
+reply calls go over the pooled HTTP client."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from typing import Any, Callable, Optional, Tuple
 
-import aiohttp
 from botframework.connector.aio import ConnectorClient
 from botframework.connector.auth import AppCredentials, ConnectorFactory
 
+from ...outbound import HttpClient
 from .bot_token import BotToken
 from .replies import PooledConversations, SendLimits
 
@@ -32,12 +32,12 @@ class PooledConnectorFactory(ConnectorFactory):
     def __init__(
         self,
         sdk_factory: ConnectorFactory,
-        session: Callable[[], aiohttp.ClientSession],
+        client: Callable[[], HttpClient],
         max_connectors: int = 256,
         limits: SendLimits = SendLimits(),
     ) -> None:
         self._sdk_factory = sdk_factory
-        self._session = session
+        self._client = client
         self._max_connectors = max_connectors
         self._limits = limits
         self._connectors: "OrderedDict[Tuple[str, Optional[str]], Any]" = OrderedDict()
@@ -62,5 +62,5 @@ class PooledConnectorFactory(ConnectorFactory):
             return sdk_client  # credentials we cannot read a token from: the SDK sends
         token = BotToken(credentials) if BotToken.needed(credentials) else None
         return _PooledConnectorClient(
-            sdk_client, PooledConversations(sdk_client, self._session, token, self._limits)
+            sdk_client, PooledConversations(sdk_client, self._client, token, self._limits)
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Dict, Optional
 
-import aiohttp
 from botbuilder.schema import Activity
 from botframework.connector.auth import (
     AuthenticateRequestResult,
@@ -18,6 +17,7 @@ from botframework.connector.auth import (
 )
 from botframework.connector.skills import BotFrameworkClient
 
+from ...outbound import HttpClient, Limits
 from .factory import PooledConnectorFactory
 from .replies import SendLimits
 from .user_tokens import LazyUserTokenClient
@@ -40,7 +40,7 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
       connector factory, so its credentials, login endpoint and user agent are exactly
       the SDK's (``factory.py``);
     * the calls CloudAdapter makes for replies (send, reply, update, delete) go over one
-      shared keep-alive aiohttp session, with the bot's token when it has an app id,
+      shared keep-alive HTTP client (``state_engine.outbound``), with the bot's token when it has an app id,
       serialized to the SDK's JSON (``activity_json.py``) and retried as msrest retries,
       within a time budget per reply (``replies.py``; msrest would wait up to 100 s per
       attempt); every other connector call (members, attachments, create conversation,
@@ -55,21 +55,19 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
     ) -> None:
         self._inner = inner
         self._limits = limits
-        self._session: Optional[aiohttp.ClientSession] = None
+        self._client: Optional[HttpClient] = None
         self._factories: Dict[Optional[str], PooledConnectorFactory] = {}
         self._user_token_clients: Dict[Optional[str], LazyUserTokenClient] = {}
 
-    def _shared_session(self) -> aiohttp.ClientSession:
-        # Created on first use, inside the running loop, as aiohttp requires.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=100, keepalive_timeout=30)
-            )
-        return self._session
+    def _shared_client(self) -> HttpClient:
+        if self._client is None:
+            self._client = HttpClient(limits=Limits(connections=100, idle_seconds=30))
+        return self._client
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     @staticmethod
     def _app_id(claims_identity: ClaimsIdentity) -> Optional[str]:
@@ -98,7 +96,7 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
         if factory is None:
             factory = PooledConnectorFactory(
                 self._inner.create_connector_factory(claims_identity),
-                self._shared_session,
+                self._shared_client,
                 limits=self._limits,
             )
             self._factories[app_id] = factory

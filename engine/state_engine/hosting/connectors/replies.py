@@ -1,5 +1,5 @@
 """The reply calls a connector makes (send, reply, update, delete) over the one pooled
-aiohttp session, in the SDK's JSON and with the bot's token, retried as msrest
+HTTP client, in the SDK's JSON and with the bot's token, retried as msrest
 retries but within a time budget per reply, so that a channel that never answers
 cannot hold a turn for long."""
 
@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 from urllib.parse import quote, urljoin
 
-import aiohttp
 from botbuilder.schema import Activity, ResourceResponse
 from botframework.connector.aio import ConnectorClient
 
 from ...activity_json import activity_to_json
+from ...outbound import HttpClient, NoAnswer, NotSent
 from .bot_token import BotToken
 
 # msrest's ClientRetryPolicy: 3 retries on connection errors and 5xx except 501/505,
@@ -51,12 +51,12 @@ class ChannelRequestError(Exception):
 
 class PooledConversations:
     """``ConnectorClient.conversations`` with the reply calls sent over the pooled
-    session; any other operation, or a call with msrest options, is the SDK's."""
+    client; any other operation, or a call with msrest options, is the SDK's."""
 
     def __init__(
         self,
         sdk_client: ConnectorClient,
-        session: Callable[[], aiohttp.ClientSession],
+        client: Callable[[], HttpClient],
         token: Optional[BotToken],
         limits: SendLimits,
     ) -> None:
@@ -64,7 +64,7 @@ class PooledConversations:
         self._base_url = sdk_client.config.base_url.rstrip("/") + "/"
         self._conversations_url = urljoin(self._base_url, "v3/conversations/")
         self._user_agent = sdk_client.config.user_agent
-        self._session = session
+        self._client = client
         self._token = token
         self._limits = limits
 
@@ -167,22 +167,18 @@ class PooledConversations:
         loop = asyncio.get_running_loop()
         for wait in _RETRY_WAITS + (None,):
             remaining = max(deadline - loop.time(), _MIN_ATTEMPT_SECONDS)
-            attempt = aiohttp.ClientTimeout(total=min(self._limits.attempt_seconds, remaining))
+            attempt = min(self._limits.attempt_seconds, remaining)
             try:
-                async with self._session().request(
-                    method, url, data=body, headers=headers, timeout=attempt
-                ) as response:
-                    content = await response.read()
-                    status = response.status
-            except asyncio.TimeoutError:
-                failure: Tuple[Optional[int], str] = (None, f"no answer within {attempt.total:g} s")
-            except aiohttp.ClientError as error:
-                failure = (None, repr(error))
+                response = await self._client().request(method, url, headers, body, timeout=attempt)
+            except TimeoutError:
+                failure: Tuple[Optional[int], str] = (None, f"no answer within {attempt:g} s")
+            except (NotSent, NoAnswer) as error:
+                failure = (None, str(error))
             else:
-                if status in (200, 201, 202):
-                    return _resource_response(method, url, status, content)
-                failure = (status, content[:300].decode("utf-8", "replace") or "no body")
-                if status < 500 or status in _NO_RETRY_STATUSES:
+                if response.status in (200, 201, 202):
+                    return _resource_response(method, url, response.status, response.body)
+                failure = (response.status, response.body[:300].decode("utf-8", "replace") or "no body")
+                if response.status < 500 or response.status in _NO_RETRY_STATUSES:
                     raise ChannelRequestError(method, url, *failure)
             # Retry only when the wait leaves time for another attempt.
             if wait is None or deadline - loop.time() - wait < _MIN_ATTEMPT_SECONDS:
