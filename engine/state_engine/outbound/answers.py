@@ -7,14 +7,15 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 #: The longest status line and headers taken (the StreamReader's own limit, 64 KiB).
 MAX_HEAD_BYTES = 2**16
 #: The largest body taken (Cosmos DB items are at most 2 MB; replies answer a few bytes).
 MAX_BODY_BYTES = 32 * 2**20
 _MAX_TRAILER_LINES = 64
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_STATUS_LINE = re.compile(rb"(HTTP/1\.[01]) ([0-9]{3})(?: [^\r\n\0]*)?")
+_HEADER_LINE = re.compile(rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\r\n\0]*)")
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _NO_BODY_STATUSES = (204, 304)
 
@@ -69,10 +70,11 @@ async def read_answer(reader: asyncio.StreamReader, method: str) -> Tuple[Respon
         body = await _exactly(reader, _content_length(headers["content-length"]))
     else:
         body, reusable = await _until_closed(reader), False
-    return Response(status, headers, body), reusable
+    return Response(status, Headers(headers), body), reusable
 
 
-async def _head(reader: asyncio.StreamReader) -> Tuple[bytes, int, Headers]:
+async def _head(reader: asyncio.StreamReader) -> Tuple[bytes, int, Dict[str, str]]:
+    """The status line and headers, the headers under lower-case names."""
     try:
         block = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as error:
@@ -80,19 +82,18 @@ async def _head(reader: asyncio.StreamReader) -> Tuple[bytes, int, Headers]:
     except asyncio.LimitOverrunError:
         raise NoAnswer(f"an answer's head over {MAX_HEAD_BYTES} bytes") from None
     status_line, *lines = block[:-4].split(b"\r\n")
-    version, _, rest = status_line.partition(b" ")
-    code = rest[:3]
-    if version not in (b"HTTP/1.1", b"HTTP/1.0") or not (len(code) == 3 and code.isdigit()) or rest[3:4] not in (b"", b" "):
+    matched = _STATUS_LINE.fullmatch(status_line)
+    if matched is None:
         raise NoAnswer(f"not an HTTP/1.1 status line: {status_line[:80]!r}")
-    headers = Headers()
+    headers: Dict[str, str] = {}
     for line in lines:
-        name, colon, value = line.partition(b":")
-        if not colon or not _TOKEN.fullmatch(name) or b"\n" in value or b"\r" in value or b"\0" in value:
+        field = _HEADER_LINE.fullmatch(line)
+        if field is None:
             raise NoAnswer(f"a malformed header line: {line[:80]!r}")
-        key = name.decode("ascii").lower()
-        text = value.strip(b" \t").decode("utf-8", "surrogateescape")
-        headers[key] = f"{dict.__getitem__(headers, key)}, {text}" if key in headers else text
-    return version, int(code), headers
+        name = field[1].decode("ascii").lower()
+        value = field[2].rstrip(b" \t").decode("utf-8", "surrogateescape")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return matched[1], int(matched[2]), headers
 
 
 def _content_length(value: str) -> int:

@@ -12,7 +12,7 @@ import ssl
 from collections import OrderedDict
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import List, Mapping, Optional, Tuple, Union
 
 from yarl import URL
 
@@ -146,14 +146,20 @@ class HttpClient:
 
     def _reuse(self, origin: Origin) -> Optional[_Connection]:
         idle = self._pool.by_origin.get(origin)
+        if idle is None:
+            return None
         now = asyncio.get_running_loop().time()
-        while idle:
+        found = None
+        while idle and found is None:
             connection = idle.pop()
             self._pool.count -= 1
             if connection.usable(now, self._limits.idle_seconds):
-                return connection
-            _close(connection)
-        return None
+                found = connection
+            else:
+                _close(connection)
+        if not idle:
+            del self._pool.by_origin[origin]
+        return found
 
     def _rest(self, origin: Origin, connection: _Connection) -> None:
         """Keep ``connection`` for the next call to ``origin``, within the limits."""
@@ -165,19 +171,19 @@ class HttpClient:
         pool.count += 1
         if now - pool.swept_at > self._limits.idle_seconds:
             pool.swept_at = now
-            for idle in pool.by_origin.values():
+            for key, idle in list(pool.by_origin.items()):
                 for stale in [c for c in idle if not c.usable(now, self._limits.idle_seconds)]:
                     idle.remove(stale)
                     pool.count -= 1
                     _close(stale)
+                if not idle:
+                    del pool.by_origin[key]
         while pool.count > self._limits.connections:
-            _, oldest = next(iter(pool.by_origin.items()))
+            key, oldest = next(iter(pool.by_origin.items()))
             _close(oldest.pop(0))
             pool.count -= 1
             if not oldest:
-                pool.by_origin.popitem(last=False)
-        for empty in [key for key, idle in pool.by_origin.items() if not idle]:
-            del pool.by_origin[empty]
+                del pool.by_origin[key]
 
     async def _open(self, url: URL) -> _Connection:
         """A new connection to ``url``'s origin, tunnelled through the proxy for https."""
@@ -227,20 +233,23 @@ def _request_bytes(
     if not _TOKEN.fullmatch(method):
         raise ValueError(f"not an HTTP method: {method!r}")
     target = str(url.with_fragment(None)) if forwarded else url.raw_path_qs
-    sent: Dict[str, str] = {"Host": url.host_port_subcomponent}
-    if not any(name.lower() == "user-agent" for name in headers):
-        sent["User-Agent"] = _USER_AGENT
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {url.host_port_subcomponent}"]
+    agent = False
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name) or "\r" in value or "\n" in value or "\0" in value:
             raise ValueError(f"a header that cannot be sent: {name!r}")
-        if name.lower() not in _FRAMING:
-            sent[name] = value
+        lowered = name.lower()
+        if lowered not in _FRAMING:
+            lines.append(f"{name}: {value}")
+            agent = agent or lowered == "user-agent"
+    if not agent:
+        lines.append(f"User-Agent: {_USER_AGENT}")
     if body is not None or method in _BODY_METHODS:
-        sent["Content-Length"] = str(len(body or b""))
+        lines.append(f"Content-Length: {len(body or b'')}")
     if forwarded and proxy_authorization:
-        sent["Proxy-Authorization"] = proxy_authorization
-    head = f"{method} {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in sent.items()) + "\r\n"
-    return head.encode("utf-8") + (body or b"")
+        lines.append(f"Proxy-Authorization: {proxy_authorization}")
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("utf-8") + (body or b"")
 
 
 def _origin_text(origin: Origin) -> str:
