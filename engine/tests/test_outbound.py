@@ -351,3 +351,21 @@ async def test_a_proxy_that_refuses_the_tunnel_is_not_sent() -> None:
         with pytest.raises(NotSent, match="407"):
             await http.request("GET", "https://example.test/", {}, timeout=5)
         await http.close()
+
+
+async def test_after_close_calls_still_work_and_keep_no_connection() -> None:
+    http = HttpClient()
+    async with raw_server(answering(OK, OK)) as (port, peers):
+        url = f"http://127.0.0.1:{port}/"
+        await http.request("GET", url, {}, timeout=5)
+        await http.close()
+        await http.request("GET", url, {}, timeout=5)
+        await http.request("GET", url, {}, timeout=5)
+        assert not http._pool.by_origin
+    assert len(peers) == 3
+
+
+def test_a_proxy_must_be_plain_http_and_its_password_is_never_shown() -> None:
+    with pytest.raises(ValueError, match="HTTPS_PROXY") as refused:
+        HttpClient(proxy="https://me:secret@proxy.test:443")
+    assert "secret" not in str(refused.value)

@@ -78,13 +78,15 @@ class HttpClient:
         self._limits = limits
         self._gate = asyncio.Semaphore(limits.connections)
         self._pool = _Pool()
+        self._closed = False
         self._ssl_context = ssl_context
         self._proxy: Optional[URL] = None
         self._proxy_authorization: Optional[str] = None
         if proxy:
             self._proxy = URL(proxy)
             if self._proxy.scheme != "http" or not self._proxy.host:
-                raise ValueError(f"a proxy is named as http://host:port, not {self._proxy.with_password(None)}")
+                named = self._proxy.with_password(None)
+                raise ValueError(f"the proxy (HTTPS_PROXY, HTTP_PROXY) must be an http:// URL, not {named}")
             if self._proxy.user is not None:
                 credentials = f"{self._proxy.user}:{self._proxy.password or ''}".encode("utf-8")
                 self._proxy_authorization = "Basic " + base64.b64encode(credentials).decode("ascii")
@@ -128,14 +130,16 @@ class HttpClient:
         except BaseException:
             _close(connection)
             raise
-        if reusable:
+        if reusable and not self._closed:
             self._rest(origin, connection)
         else:
             _close(connection)
         return response
 
     async def close(self) -> None:
-        """Close the idle connections (busy ones close when their call ends)."""
+        """Close the idle connections, and each busy one when its call ends; calls made
+        after this still work, each on a connection of its own."""
+        self._closed = True
         connections = [c for idle in self._pool.by_origin.values() for c in idle]
         self._pool = _Pool()
         for connection in connections:

@@ -18,11 +18,11 @@ from azure.storage.blob.aio import BlobServiceClient, ContainerClient, LinearRet
 
 from ..conditions import Expect
 from ..errors import StorageConfigurationError
+from ..outbound import Response
 from ..settings import setting
 from .azure_storage import AzureStorageItems, check_connection_string
 from .azure_transport import env_proxies, proxy_url, transport
 from .items import Item, Put
-from ..outbound import Response
 from .storage_rest import StorageCalls
 
 _MAX_NAME_LENGTH = 1024

@@ -34,12 +34,12 @@ from ..errors import (
     StorageError,
     StorageUnavailableError,
 )
+from ..outbound import Response
 from ..settings import setting
 from .azure_logging import quiet_azure_logging
 from .azure_transport import env_proxies, proxy_url, transport
 from .cosmos_rest import CosmosRequests, sub_status
 from .items import Item, ItemStore, Put
-from ..outbound import Response
 from .rest_calls import UNREACHABLE
 
 logger = logging.getLogger(__name__)

@@ -40,8 +40,8 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
       connector factory, so its credentials, login endpoint and user agent are exactly
       the SDK's (``factory.py``);
     * the calls CloudAdapter makes for replies (send, reply, update, delete) go over one
-      shared keep-alive HTTP client (``state_engine.outbound``), with the bot's token when it has an app id,
-      serialized to the SDK's JSON (``activity_json.py``) and retried as msrest retries,
+      shared keep-alive HTTP client (``state_engine.outbound``), with the bot's token
+      when it has an app id, serialized to the SDK's JSON (``activity_json.py``) and retried as msrest retries,
       within a time budget per reply (``replies.py``; msrest would wait up to 100 s per
       attempt); every other connector call (members, attachments, create conversation,
       any call with msrest options) is the SDK's ``ConnectorClient``, unchanged;
