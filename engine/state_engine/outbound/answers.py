@@ -63,6 +63,8 @@ async def read_answer(reader: asyncio.StreamReader, method: str) -> Tuple[Respon
     if method == "HEAD" or status in _NO_BODY_STATUSES or (method == "CONNECT" and status == 200):
         body = b""
     elif "transfer-encoding" in headers:
+        if "content-length" in headers:  # RFC 9112 6.3: a sign of response splitting
+            raise NoAnswer("both Transfer-Encoding and Content-Length")
         if headers["transfer-encoding"].strip().lower() != "chunked":
             raise NoAnswer(f"transfer coding {headers['transfer-encoding']!r}")
         body = await _chunked(reader)
