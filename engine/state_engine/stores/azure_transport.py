@@ -36,5 +36,5 @@ def transport(connection_timeout: float, read_timeout: float) -> AioHttpTranspor
 
 
 def proxy_url(proxies: Optional[Dict[str, str]]) -> Optional[str]:
-    """The one proxy of ``env_proxies``' answer, as aiohttp takes it."""
+    """The one proxy of ``env_proxies``' answer, as the item calls take it."""
     return next(iter(proxies.values())) if proxies else None

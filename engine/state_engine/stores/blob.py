@@ -191,6 +191,6 @@ class BlobItems(AzureStorageItems):
         return found
 
     async def close(self) -> None:
-        """Close the aiohttp sessions (the SDK's store never does)."""
+        """Close the connections, ours and the SDK's (the SDK's store never does)."""
         await self._requests.close()
         await self._service.close()
