@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime
 import ipaddress
+import random
 import ssl
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, List, Tuple
@@ -370,3 +371,47 @@ def test_a_proxy_must_be_plain_http_and_its_password_is_never_shown() -> None:
     with pytest.raises(ValueError, match="HTTPS_PROXY") as refused:
         HttpClient(proxy="https://me:secret@proxy.test:443")
     assert "secret" not in str(refused.value)
+
+
+VALID_ANSWERS = [
+    OK,
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx",
+    b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nbody until the end",
+    b"HTTP/1.1 204 No Content\r\nETag: \"1\"\r\n\r\n",
+]
+
+
+def _mutated(chance: random.Random) -> bytes:
+    answer = bytearray(chance.choice(VALID_ANSWERS))
+    for _ in range(chance.randint(1, 4)):
+        at = chance.randrange(len(answer) + 1)
+        kind = chance.randrange(4)
+        if kind == 0 and answer:
+            answer[min(at, len(answer) - 1)] = chance.randrange(256)
+        elif kind == 1:
+            answer[at:at] = chance.choice([b"\r", b"\n", b"\0", b" ", b":", b"\r\n", b"\r\n\r\n", b"ffffffff", b"-1"])
+        elif kind == 2:
+            del answer[at:]
+        else:
+            answer[at:at] = answer[: chance.randrange(len(answer) + 1)]
+    return bytes(answer)
+
+
+async def test_whatever_bytes_come_back_the_answer_is_read_or_refused_as_no_answer() -> None:
+    """3,000 mutations of valid answers, each followed by the connection's end: each is a
+    Response or NoAnswer, never another error, and never a wait."""
+    chance = random.Random(17)
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(3000):
+        reader = asyncio.StreamReader(limit=answers.MAX_HEAD_BYTES)
+        reader.feed_data(_mutated(chance))
+        reader.feed_eof()
+        try:
+            async with asyncio.timeout(1):
+                await answers.read_answer(reader, "GET")
+        except NoAnswer:
+            outcomes["refused"] += 1
+        else:
+            outcomes["read"] += 1
+    assert min(outcomes.values()) > 100, outcomes
