@@ -56,7 +56,7 @@ async def test_a_store_behind_a_proxy_sends_everything_through_it(
     env = backend_env(name)
     proxy = ForwardingProxy()
     async with serving(proxy.handle) as proxy_url:
-        for variable in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        for variable in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
             monkeypatch.delenv(variable, raising=False)
         monkeypatch.setenv("HTTP_PROXY", proxy_url)
         items = open_items(name, read_backend_settings(name, env))
