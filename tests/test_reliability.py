@@ -1,7 +1,9 @@
-"""Always an answer, in time: a channel that never answers, a full disk, a busy conversation.
+"""Always an answer, in time: a channel that never answers, a full disk, a frozen disk, a
+busy conversation.
 
 Real bot processes, a real hung server (accepts, never answers), a real small disk filled
-up. The turn deadline is set short so the bounds are seconds, not the default ten.
+up, a real file system frozen. The turn deadline is set short so the bounds are seconds,
+not the default ten.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from typing import Dict
 
 from state_engine.testing.blackhole import Blackhole
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
-from state_engine.testing.plugin import fill
+from state_engine.testing.plugin import FreezableDisk, fill
+from state_engine.turns import TurnMessages
 
 DEADLINE = 3.0
+MESSAGES = TurnMessages()
 
 
 def test_a_channel_that_never_answers_frees_the_conversation_within_the_deadline() -> None:
@@ -48,6 +52,50 @@ def test_a_channel_that_never_answers_frees_the_conversation_within_the_deadline
         assert replies[0] == "Sam sent: hello"  # the stuck turn was saved before its replies
         assert answered["stuck"] - started < DEADLINE + 2 and answered["status"] < 500 or answered["status"] == 502
         assert hung.accepted >= 1 and bot.alive
+
+
+def test_a_frozen_disk_costs_a_turn_its_deadline_at_most_and_healthz_names_it(
+    freezable_disk: FreezableDisk,
+) -> None:
+    """The SQLite file's disk stops taking writes. Every turn still ends within the
+    deadline with a message that tells the truth, /healthz says 503 at once, and the
+    process keeps serving; thawed, every conversation goes on where it was."""
+    env = {"STORAGE": "sqlite", "SQLITE_PATH": str(freezable_disk.path / "state.sqlite3"),
+           "TURN_DEADLINE_SECONDS": str(DEADLINE)}
+    with ChannelServer() as channel, BotProcess(env) as bot:
+        client = EmulatorClient(bot.url, channel)
+        assert client.say("add cheese", "ann-c", "ann")[-1] == "Added cheese. Order: cheese"
+        assert client.say("add cheese", "bo-c", "bo")[-1] == "Added cheese. Order: cheese"
+
+        freezable_disk.freeze()
+        try:
+            started = time.monotonic()
+            ann = client.say("add ham", "ann-c", "ann")
+            assert time.monotonic() - started < DEADLINE + 2
+            assert ann in ([MESSAGES.unsure], [MESSAGES.unavailable], [MESSAGES.too_slow]), ann
+            started = time.monotonic()
+            status, body = http_get(f"{bot.url}/healthz", timeout=15)
+            assert time.monotonic() - started < DEADLINE  # one store call's time at most
+            reason = json.loads(body)["reason"]
+            assert status == 503 and "SQLITE_PATH" in reason and "disk" in reason, reason
+            started = time.monotonic()
+            assert client.say("add ham", "bo-c", "bo") == [MESSAGES.unavailable]
+            assert time.monotonic() - started < 2, "a turn queued behind the stuck write"
+        finally:
+            freezable_disk.thaw()
+
+        waited_until = time.monotonic() + 10
+        while http_get(f"{bot.url}/healthz")[0] != 200:
+            assert time.monotonic() < waited_until, "/healthz did not recover after the thaw"
+            time.sleep(0.1)
+        ann_order = client.say("order", "ann-c", "ann")
+        if ann == [MESSAGES.unsure]:
+            assert ann_order in (["Order: cheese"], ["Order: cheese, ham"]), ann_order
+        else:
+            assert ann_order == ["Order: cheese"], f"told {ann}, yet saved: {ann_order}"
+        assert client.say("order", "bo-c", "bo") == ["Order: cheese"]
+        assert client.say("add olives", "bo-c", "bo") == ["Added olives. Order: cheese, olives"]
+        assert bot.alive and "Traceback" not in bot.logs()
 
 
 def test_a_full_disk_is_named_by_healthz_and_the_bot_goes_on_once_there_is_room(small_disk: Path) -> None:

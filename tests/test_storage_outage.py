@@ -17,8 +17,10 @@ from typing import Callable, Dict, Iterator, Tuple, TypeVar
 
 import pytest
 
-from state_engine.testing.backends import HOOKS, PERSISTENT, backend_env
+from data_models import UTTERANCE_LOG
+from state_engine.testing.backends import HOOKS, PERSISTENT, backend_env, read_back
 from state_engine.testing.emulators import Emulator, start_azurite, start_cosmos
+from state_engine.testing.fault_proxy import FaultProxy, through, upstream_of
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
 from state_engine.testing.race import Message, reply_texts, send_together
 from state_engine.testing.sqlite_lock import WriteLock
@@ -115,7 +117,8 @@ def test_cloud_store_stopped_mid_conversation(tmp_path: Path, backend: str) -> N
 @pytest.mark.parametrize("backend", CLOUD)
 def test_a_frozen_store_costs_each_turn_its_deadline_at_most(tmp_path: Path, backend: str) -> None:
     """The emulator is frozen (SIGSTOP: connections open, nothing answers). Ten conversations
-    at once all end within the turn deadline with a clear message; thawed, they go on."""
+    at once all end within the turn deadline with a clear message that is true: thawed,
+    a turn the user was told was not saved is not there; they all go on."""
     emulator = _emulator_for(backend, tmp_path)
     env = {**backend_env(backend, emulator), "TURN_DEADLINE_SECONDS": str(DEADLINE)}
     try:
@@ -137,11 +140,44 @@ def test_a_frozen_store_costs_each_turn_its_deadline_at_most(tmp_path: Path, bac
 
             emulator.process.signal(signal.SIGCONT)
             time.sleep(DEADLINE + 2.5)  # anything left half-way has expired and may be fenced off
-            for name in names:
+            for name, texts in zip(names, heard):
                 order = client.say("order", name, name)
-                assert order in (["Order: cheese"], ["Order: cheese, ham"]), order
+                if texts == [MESSAGES.unsure]:
+                    assert order in (["Order: cheese"], ["Order: cheese, ham"]), order
+                else:  # told nothing was saved: nothing was
+                    assert order == ["Order: cheese"], (texts, order)
             assert http_get(f"{bot.url}/healthz")[0] == 200
             assert bot.alive
     finally:
         emulator.process.signal(signal.SIGCONT)
         emulator.stop()
+
+
+@pytest.mark.parametrize("backend", CLOUD)
+def test_a_save_that_got_no_answer_is_settled_and_the_user_told_the_truth(
+    backend_env: Callable[[str], Dict[str, str]], backend: str
+) -> None:
+    """The store carried out a save but its answer was lost: the turn counts, once, with
+    its replies. A save held back until after its timeout: fenced off, the user is told
+    nothing was saved, and when it reaches the store it is refused."""
+    env = {**backend_env(backend), "TURN_DEADLINE_SECONDS": str(DEADLINE)}
+    with FaultProxy(upstream_of(env)) as proxy, ChannelServer() as channel, \
+            BotProcess(through(env, proxy)) as bot:
+        client = EmulatorClient(bot.url, channel)
+        assert client.say("add cheese", user_id="ann")[-1] == "Added cheese. Order: cheese"
+
+        proxy.lose_answer()  # the usual turn's one write: its conversation's partition
+        assert client.say("add ham", user_id="ann") == ["Added ham. Order: cheese, ham"]
+        proxy.lose_answer(skip=1)  # a first message: the membership marker, then the commit
+        assert client.say("add olives", user_id="bo") == ["Added olives. Order: cheese, ham, olives"]
+
+        proxy.hold_write(DEADLINE)  # well past one call's timeout (a quarter of the deadline)
+        assert client.say("add basil", user_id="ann") == [MESSAGES.unavailable]
+        time.sleep(DEADLINE)  # the held write has reached the store, and been refused
+
+        assert client.say("order", user_id="ann") == ["Order: cheese, ham, olives"]
+        assert client.say("order", user_id="bo") == ["Order: cheese, ham, olives"]
+        log_key = UTTERANCE_LOG.key("emulator", "conversation-1")
+        said = [utterance.text for utterance in read_back(env, [log_key])[log_key].utterances]
+        assert said == ["add cheese", "add ham", "add olives", "order", "order"], said
+        assert bot.alive and "Traceback" not in bot.logs()

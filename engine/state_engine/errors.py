@@ -20,6 +20,12 @@ class StorageUnavailableError(StorageError):
     """The store could not be reached or refused to work (locked, read-only, down)."""
 
 
+class WriteOutcomeUnknownError(StorageUnavailableError):
+    """A write went out and no answer said whether it was carried out (a timeout, a lost
+    connection, a server error): it may have landed. It is never sent again as it is; the
+    state layer reads the item back to find out, and fences it off when it has not landed."""
+
+
 class ItemTooLargeError(StorageError):
     """A document is larger than the backend accepts; refused before it is written."""
 

@@ -28,6 +28,7 @@ from state_engine.errors import (
     PreconditionFailedError,
     StorageConfigurationError,
     StorageUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from state_engine.stores import StateStorage, create_storage, open_items, read_backend_settings
 from state_engine.stores.cosmos import CosmosSettings
@@ -510,8 +511,9 @@ async def test_a_throttled_call_is_sent_again_after_the_wait_cosmos_asks_for(
 async def test_a_read_that_timed_out_is_sent_again_and_a_write_never_is(
     backend_env: EnvFor, proxy: CosmosProxy
 ) -> None:
-    """A stalled read is asked again. A stalled write may have landed (here it does), so
-    sending it again could apply it twice: the caller gets the failure, once."""
+    """A stalled read is asked again. A stalled write may still land, so it is never sent
+    again: it is read back, found not to have landed yet, and fenced off, so that when it
+    does reach the emulator it is refused. The caller is told nothing was written, truly."""
     settings = _settings(
         backend_env, COSMOS_DB_URI=proxy.uri, COSMOS_DB_DATABASE_ID=unique_name("db")
     )
@@ -526,11 +528,12 @@ async def test_a_read_that_timed_out_is_sent_again_and_a_write_never_is(
         current = (await store.read(["user/1"]))["user/1"]
         proxy.requests.clear()
         proxy.stall = 1.0
-        with pytest.raises(StorageUnavailableError, match="COSMOS_DB_URI"):
+        with pytest.raises(StorageUnavailableError, match="fenced off") as refused:
             await store.write({"user/1": {**current, "n": 2}})
-        assert [r.method for r in proxy.requests if r.is_item_call] == ["PUT"]
-        await asyncio.sleep(1.0)  # the stalled write reaches the emulator
-        assert (await store.read(["user/1"]))["user/1"]["n"] == 2
+        assert not isinstance(refused.value, WriteOutcomeUnknownError)
+        assert [r.method for r in proxy.requests if r.is_item_call] == ["PUT", "GET", "PUT"]
+        await asyncio.sleep(1.0)  # the stalled write reaches the emulator, and is refused
+        assert (await store.read(["user/1"]))["user/1"]["n"] == 1
     finally:
         await store.close()
 

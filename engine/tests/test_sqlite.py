@@ -1,6 +1,7 @@
 """What only the SQLite backend must show: several processes on one file, transactions
-that roll back whole, an event loop that never waits for the file (locks are waited for
-on its thread), a WAL kept short, and a full disk reported before a turn fails on it."""
+that roll back whole, an event loop that never waits for the file (locks and the disk
+are waited for on the store's threads), a WAL kept short, a full disk reported before a
+turn fails on it, and a frozen disk costing each call its timeout at most."""
 
 from __future__ import annotations
 
@@ -16,12 +17,13 @@ from state_engine.errors import (
     PreconditionFailedError,
     StorageConfigurationError,
     StorageUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from state_engine.stores import StateStorage, sqlite_storage
 from state_engine.stores.items import Put
 from state_engine.stores.sqlite import SqliteItems, SqliteSettings
 from state_engine.testing.loop_lag import max_loop_lag
-from state_engine.testing.plugin import fill
+from state_engine.testing.plugin import FreezableDisk, fill
 from state_engine.testing.sqlite_lock import WriteLock
 
 T = TypeVar("T")
@@ -251,3 +253,67 @@ async def test_ping_says_the_disk_is_full_and_a_write_on_it_changes_nothing(smal
         assert await toppings(storage) == ["olives", "basil"]
     finally:
         await storage.close()
+
+
+# --- a frozen disk --------------------------------------------------------------------------
+
+
+async def test_a_frozen_disk_never_stalls_the_loop_and_each_call_ends_in_time(
+    freezable_disk: FreezableDisk,
+) -> None:
+    """Writes to the file wait until the disk thaws: the write in flight is unknown (it
+    lands after the thaw), the health check and later writes are refused at once, a read
+    answers or is refused within its timeout; the loop is never blocked for any of it."""
+    storage = sqlite_storage(freezable_disk.path / "state.sqlite3", busy_timeout=0.5)
+    try:
+        await storage.write({"order": ORDER})
+        order = (await storage.read(["order"]))["order"]
+        order["toppings"].append("basil")
+        freezable_disk.freeze()
+        try:
+            lag, seconds = await max_loop_lag(_expect(storage.write({"order": order}), WriteOutcomeUnknownError))
+            assert seconds < 4 and lag < 0.05, (seconds, lag)
+            lag, seconds = await max_loop_lag(_expect_unavailable(storage.ping(), "disk"))
+            assert seconds < 0.5 and lag < 0.05, (seconds, lag)
+            later = {"order": {"toppings": ["ham"]}}
+            lag, seconds = await max_loop_lag(_expect_unavailable(storage.write(later), "disk"))
+            assert seconds < 0.5 and lag < 0.05, (seconds, lag)
+            lag, seconds = await max_loop_lag(_read_or_refused(storage))
+            assert seconds < 2 and lag < 0.05, (seconds, lag)
+        finally:
+            freezable_disk.thaw()
+        await _healthy(storage)
+        assert await toppings(storage) == ["olives", "basil"]  # "unknown" was the truth
+        order = (await storage.read(["order"]))["order"]
+        order["toppings"].append("ham")
+        await storage.write({"order": order})
+        assert await toppings(storage) == ["olives", "basil", "ham"]
+    finally:
+        await storage.close()
+
+
+async def _read_or_refused(storage: StateStorage) -> None:
+    """What was committed, or the store unavailable (a reader writes to the WAL index)."""
+    try:
+        assert await toppings(storage) == ["olives"]
+    except StorageUnavailableError as refused:
+        assert "disk" in str(refused)
+
+
+async def _expect(work: Awaitable[object], error: type) -> None:
+    with pytest.raises(error):
+        await work
+
+
+async def _healthy(storage: StateStorage, within: float = 10.0) -> None:
+    """Wait for the store's health check to pass (its threads finish what they held)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + within
+    while True:
+        try:
+            await storage.ping()
+            return
+        except StorageUnavailableError:
+            if loop.time() > give_up:
+                raise
+            await asyncio.sleep(0.1)

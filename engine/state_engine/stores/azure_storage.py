@@ -15,10 +15,16 @@ from typing import Dict, List, Optional, Sequence
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from ..errors import PreconditionFailedError, StorageConfigurationError, StorageError, StorageUnavailableError
+from ..errors import (
+    PreconditionFailedError,
+    StorageConfigurationError,
+    StorageError,
+    StorageUnavailableError,
+    WriteOutcomeUnknownError,
+)
 from .azure_logging import quiet_azure_logging
 from .items import Item, ItemStore, Put
-from .rest_calls import UNREACHABLE
+from .rest_calls import UNREACHABLE, may_have_landed
 
 
 def check_connection_string(value: str, setting_name: str, service: str) -> None:
@@ -132,6 +138,11 @@ class AzureStorageItems(ItemStore):
                 return None  # deleting what is not there
             raise PreconditionFailedError(put.item_id, put.condition.failure()) from None
         except UNREACHABLE as error:
+            if may_have_landed(error):
+                raise WriteOutcomeUnknownError(
+                    f"{self.service_name} ({self.connection_setting}) did not say whether a write of "
+                    f"{put.item_id!r} was carried out: {type(error).__name__}"
+                ) from error
             raise self.translate(error, put.item_id) from error
 
     async def list_ids(self, prefix: str) -> List[str]:

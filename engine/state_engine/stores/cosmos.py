@@ -33,6 +33,7 @@ from ..errors import (
     StorageConfigurationError,
     StorageError,
     StorageUnavailableError,
+    WriteOutcomeUnknownError,
 )
 from ..outbound import Response
 from ..settings import setting
@@ -40,7 +41,7 @@ from .azure_logging import quiet_azure_logging
 from .azure_transport import env_proxies, proxy_url, transport
 from .cosmos_rest import CosmosRequests, sub_status
 from .items import Item, ItemStore, Put
-from .rest_calls import UNREACHABLE
+from .rest_calls import UNREACHABLE, UNSURE_STATUSES, may_have_landed
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +234,9 @@ class CosmosItems(ItemStore):
         )
 
     @contextlib.contextmanager
-    def _errors(self, item_id: str) -> Iterator[None]:
-        """The SDK's and the connection's errors inside the block, in the engine's vocabulary."""
+    def _errors(self, item_id: str, write: bool = False) -> Iterator[None]:
+        """The SDK's and the connection's errors inside the block, in the engine's vocabulary
+        (a ``write`` that went out and got no answer may have landed)."""
         try:
             yield
         except StorageError:
@@ -242,6 +244,10 @@ class CosmosItems(ItemStore):
         except cosmos_errors.CosmosHttpResponseError as error:
             raise self._translate(error.status_code, item_id) from error
         except UNREACHABLE as error:
+            if write and may_have_landed(error):
+                raise WriteOutcomeUnknownError(
+                    f"Cosmos DB (COSMOS_DB_URI) did not answer a write of {item_id!r}: {type(error).__name__}"
+                ) from error
             raise self._unreachable(error) from error
 
     # -- ItemStore -------------------------------------------------------------------------
@@ -263,12 +269,14 @@ class CosmosItems(ItemStore):
 
     async def put(self, put: Put) -> Optional[str]:
         await self._get_container()
-        with self._errors(put.item_id):
+        with self._errors(put.item_id, write=True):
             answer = await self._write(put)
         if answer.status in (404, 409, 412) and not _container_missing(answer):
             if put.text is None and put.condition.expect is Expect.ANYTHING:
                 return None  # deleting what is not there
             raise PreconditionFailedError(put.item_id, put.condition.failure())
+        if answer.status in UNSURE_STATUSES:
+            raise WriteOutcomeUnknownError(f"Cosmos DB answered {answer.status} to a write of {put.item_id!r}")
         self._check(answer, put.item_id)
         if put.text is None:
             return None

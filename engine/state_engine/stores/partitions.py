@@ -1,8 +1,9 @@
 """Partitions read and written as wholes: the layer between records and a backend's items.
 
 A transaction's marker is resolved on reading by asking its home partition: committed,
-it counts; in flight, not yet; abandoned, the home is fenced so it can never commit.
-The last version of each partition is kept as the base for the next write.
+it counts; in flight, not yet; abandoned, the home is fenced so it can never commit. A
+write that got no answer is settled the same way: read back, and fenced if it has not
+landed. The last version of each partition is kept as the base for the next write.
 """
 
 from __future__ import annotations
@@ -12,10 +13,16 @@ import logging
 import secrets
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Callable, Dict, Iterable, Optional, Sequence
+from typing import Callable, Dict, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from ..conditions import ABSENT, if_match
-from ..errors import ItemTooLargeError, PreconditionFailedError, StorageError
+from ..errors import (
+    ItemTooLargeError,
+    PreconditionFailedError,
+    StorageError,
+    StorageUnavailableError,
+    WriteOutcomeUnknownError,
+)
 from .items import Item, ItemStore, Put
 from .partition import LARGE_ITEM_CHARS, Partition, parse
 
@@ -97,7 +104,7 @@ class Partitions:
         """A committed marker, applied; also written back (best effort, someone may be first)."""
         applied = partition.applied()
         try:
-            return await self.put(applied, partition.item_etag)
+            return await self.put(applied, partition)
         except StorageError:
             return applied
 
@@ -107,7 +114,7 @@ class Partitions:
         (and stays: deleting it would let a create-only commit land again). An unreadable
         home needs no fence: it changed after any commit in flight read it."""
         if not home.unreadable:
-            await self.put(home, home.item_etag, fence=True)
+            await self.put(home, home, fence=True)
 
     def check_size(self, partition: Partition) -> None:
         size = len(partition.text.encode("utf-8"))
@@ -120,24 +127,89 @@ class Partitions:
             return Put(partition.item_id, None, condition) if expected else None
         return Put(partition.item_id, partition.text, condition)
 
-    async def put(self, partition: Partition, expected: Optional[str], fence: bool = False) -> Partition:
-        """Write one partition if its item is still at ``expected`` (None: absent); an
-        empty partition deletes its item (``fence`` keeps it, written empty)."""
-        put = self._put_of(partition, expected, fence)
-        e_tag = None if put is None else await self.items.put(put)
+    async def put(self, partition: Partition, base: Partition, fence: bool = False) -> Partition:
+        """Write one partition if its item is still at ``base``'s version (None: absent); an
+        empty partition deletes its item (``fence`` keeps it, written empty). What is
+        returned is the partition as now stored."""
+        put = self._put_of(partition, base.item_etag, fence)
+        try:
+            e_tag = None if put is None else await self.items.put(put)
+        except WriteOutcomeUnknownError as unknown:
+            return (await self._settle([(partition, base)], unknown))[0]
         written = replace(partition, item_etag=e_tag)
         self._remember(written)
         return written
 
-    async def put_all(self, partitions: Sequence[Partition], expected: Dict[str, Optional[str]]) -> None:
+    async def put_all(self, partitions: Sequence[Partition], bases: Dict[str, Partition]) -> None:
         """Write several partitions all-or-nothing (a backend with an atomic batch)."""
-        puts = [self._put_of(partition, expected[partition.item_id]) for partition in partitions]
-        e_tags = await self.items.put_all([put for put in puts if put is not None])
+        puts = [self._put_of(partition, bases[partition.item_id].item_etag) for partition in partitions]
+        try:
+            e_tags = await self.items.put_all([put for put in puts if put is not None])
+        except WriteOutcomeUnknownError as unknown:
+            await self._settle([(partition, bases[partition.item_id]) for partition in partitions], unknown)
+            return
         for partition in partitions:
             self._remember(replace(partition, item_etag=e_tags.get(partition.item_id)))
+
+    async def _settle(
+        self, writes: List[Tuple[Partition, Partition]], unknown: WriteOutcomeUnknownError
+    ) -> List[Partition]:
+        """What became of a write (one partition, or an atomic batch) that got no answer,
+        given as (written, base) pairs. Read back: it landed if the store holds any of what
+        it wrote. If every item is still at its base version, one of them is rewritten
+        unchanged, so the write, conditional on that version, can never land: then nothing
+        was written (``StorageUnavailableError``). Anything else stays ``unknown``."""
+        item_ids = [written.item_id for written, _ in writes]
+        for _ in range(RESOLVE_ATTEMPTS):
+            try:
+                items = await self.items.get(item_ids)
+                current = {item_id: await self._parse(item_id, items.get(item_id)) for item_id in item_ids}
+            except StorageError:
+                raise unknown from None
+            if any(_landed(written, base, current[base.item_id]) for written, base in writes):
+                for partition in current.values():
+                    self._remember(partition)
+                return [current[item_id] for item_id in item_ids]
+            if any(current[base.item_id].item_etag != base.item_etag for _, base in writes):
+                raise unknown
+            witness = current[item_ids[0]]
+            if witness.unreadable:
+                raise unknown
+            condition = if_match(witness.item_etag) if witness.item_etag else ABSENT
+            try:
+                fenced = await self.items.put(Put(witness.item_id, witness.text, condition))
+            except PreconditionFailedError:
+                continue  # it moved after all: perhaps the write has landed just now
+            except StorageError:
+                raise unknown from None
+            self._remember(replace(witness, item_etag=fenced))
+            raise StorageUnavailableError(f"{unknown} It was then fenced off: nothing of it was written.")
+        raise unknown
 
     def _remember(self, partition: Partition) -> None:
         self._cache[partition.item_id] = partition
         self._cache.move_to_end(partition.item_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
+
+
+def _landed(written: Partition, base: Partition, current: Partition) -> bool:
+    """Whether ``current``, the item as stored now, shows that ``written`` (made from
+    ``base``) landed: it is stored as written, or it keeps a record version, a commit or a
+    marker that only this write made (each is a fresh random id)."""
+    if current.unreadable or current.item_etag == base.item_etag:
+        return False
+    if written.is_empty:
+        return current.item_etag is None
+    if (current.records, current.pending, current.commits) == (written.records, written.pending, written.commits):
+        return True
+    return bool((_marks(written) - _marks(base)) & _marks(current))
+
+
+def _marks(partition: Partition) -> FrozenSet[Tuple[str, ...]]:
+    """The versions a partition carries: each record's e_tag, each commit, its marker."""
+    marks = {("record", key, record.e_tag) for key, record in partition.records.items()}
+    marks.update(("commit", item_id, tx) for item_id, tx in partition.commits.items())
+    if partition.pending is not None:
+        marks.add(("pending", partition.pending.tx))
+    return frozenset(marks)

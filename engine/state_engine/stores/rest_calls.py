@@ -25,6 +25,20 @@ _NOT_DONE_RETRIES = 2
 #: What a call that never got an answer raises: the SDKs' calls, or these (``NotSent``,
 #: ``NoAnswer`` and ``TimeoutError`` are all ``OSError``).
 UNREACHABLE = (AzureError, OSError)
+#: Answers to a write that leave open whether it was carried out: the service (or a
+#: gateway before it) gave up waiting, or failed, after the write may have been applied.
+#: A throttled or busy answer (429, 449, 503) means it was not, and is not here.
+UNSURE_STATUSES = frozenset({408, 500, 502, 504})
+
+
+def may_have_landed(error: BaseException) -> bool:
+    """Whether a write that failed with ``error`` may still have been carried out: it went
+    out and no answer came (``NoAnswer``, ``TimeoutError``), or the answer does not say."""
+    if isinstance(error, NotSent):
+        return False
+    if isinstance(error, (NoAnswer, TimeoutError)):
+        return True
+    return getattr(error, "status_code", None) in UNSURE_STATUSES
 
 
 def signature(key: bytes, text: str) -> str:

@@ -1,8 +1,9 @@
 """The default backend: one SQLite file, shared safely by several processes (WAL mode).
 
-Two connections: a *fast* one used on the event loop, which never waits (busy timeout 0,
-no syncing commits), and a *waiting* one on a thread for whatever found the file locked.
-A turn's partitions are written in one ``BEGIN IMMEDIATE`` transaction: all or none.
+Every SQLite call runs on one of two threads, never on the event loop, since a disk that
+stops answering would stop every conversation with it: reads on one, writes on the other
+(so a read never queues behind a write waiting for a lock). A turn's partitions are
+written in one ``BEGIN IMMEDIATE`` transaction: all or none.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ import logging
 import os
 import secrets
 import sqlite3
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
 from ..conditions import Expect
-from ..errors import PreconditionFailedError, StorageConfigurationError, StorageUnavailableError
+from ..errors import (
+    PreconditionFailedError,
+    StorageConfigurationError,
+    StorageUnavailableError,
+    WriteOutcomeUnknownError,
+)
 from ..settings import setting
 from .items import Item, ItemStore, Put
 
@@ -26,18 +33,22 @@ T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-# "Another connection holds the lock" (the low byte of an extended code, e.g. BUSY_SNAPSHOT).
-_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS store_items (
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS store_items (
     key      TEXT PRIMARY KEY,
     document TEXT NOT NULL,
     e_tag    TEXT NOT NULL
+)""",
+    # One row, rewritten by each health check: a real write, so a disk that takes no more
+    # writes shows in /healthz before a turn meets it.
+    """CREATE TABLE IF NOT EXISTS store_health (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checked_at REAL NOT NULL
+)""",
 )
-"""
 _SELECT = "SELECT key, document, e_tag FROM store_items WHERE key IN ({marks})"
 _LIST = "SELECT key FROM store_items WHERE substr(key, 1, ?) = ? ORDER BY key"
+_HEALTH = "INSERT OR REPLACE INTO store_health (id, checked_at) VALUES (1, ?)"
 # One statement per condition; each changes 0 rows when its condition does not hold.
 _WRITE = {
     Expect.ANYTHING: "INSERT INTO store_items (key, document, e_tag) VALUES (?, ?, ?) "
@@ -52,6 +63,10 @@ _DELETE = {
 }
 #: Free space under which the disk counts as full: a turn's write may need this much.
 _LOW_DISK_BYTES = 4 * 1024 * 1024
+#: How long past the busy timeout a call may take before the disk counts as not answering.
+DISK_GRACE_SECONDS = 1.0
+#: "Another connection holds the lock" (the low byte of an extended code, e.g. BUSY_SNAPSHOT).
+_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,59 @@ class SqliteSettings:
         "Seconds a save waits for another process's lock before the store counts as unavailable.",
         minimum=0, maximum=60,
     )
+
+
+class _Lane:
+    """One thread with its own connection; each call is awaited for at most ``timeout``
+    seconds. A lane whose call has run longer than that (a disk that stopped answering)
+    turns new calls away at once rather than queueing them behind it."""
+
+    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection], timeout: float) -> None:
+        self.name = name
+        self.timeout = timeout
+        self._connect = connect
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
+        self._connection: Optional[sqlite3.Connection] = None
+        self._busy_since: Optional[float] = None
+
+    def stuck_for(self) -> Optional[float]:
+        """Seconds the running call has taken, once that is past the timeout; else None."""
+        since = self._busy_since
+        if since is None:
+            return None
+        running = time.monotonic() - since
+        return running if running > self.timeout else None
+
+    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work`` on this lane's connection; ``TimeoutError`` if it has not finished in time
+        (it may still finish later: it cannot be stopped half-way)."""
+        async with asyncio.timeout(self.timeout):
+            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
+
+    def submit(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        """``work`` in the background, after the calls already queued."""
+        self._executor.submit(self._call, work)
+
+    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        self._busy_since = time.monotonic()
+        try:
+            if self._connection is None:
+                self._connection = self._connect()
+            return work(self._connection)
+        finally:
+            self._busy_since = None
+
+    async def close(self) -> None:
+        def close_connection(connection: sqlite3.Connection) -> None:
+            connection.close()
+            self._connection = None
+
+        try:
+            if self._connection is not None and self.stuck_for() is None:
+                await self.run(close_connection)
+        except TimeoutError:
+            logger.warning("SQLite %s thread did not close in time; left to the process's end", self.name)
+        self._executor.shutdown(wait=False)
 
 
 def _statement(put: Put, new_etag: str) -> tuple[str, tuple[str, ...]]:
@@ -88,19 +156,21 @@ class SqliteItems(ItemStore):
     # SQLite takes up to 1 GB per value; keep items the size a cloud store accepts,
     # so that moving to Cosmos DB later never meets a record it cannot hold.
     max_item_bytes = 2 * 1024 * 1024
-    #: Commits on the fast connection between two checkpoints (about 3 WAL pages each,
-    #: close to SQLite's own default of a checkpoint per 1,000 pages).
+    #: Commits between two checkpoints (about 3 WAL pages each, close to SQLite's own
+    #: default of a checkpoint per 1,000 pages).
     commits_per_checkpoint = 300
 
     def __init__(self, settings: SqliteSettings, request_timeout: float = 3.0) -> None:
         """Waiting for another process's lock is bounded by SQLITE_BUSY_TIMEOUT and by
-        ``request_timeout`` (the turn's budget for one storage round trip), whichever is less."""
+        ``request_timeout`` (the turn's budget for one storage round trip), whichever is
+        less; a call that takes ``DISK_GRACE_SECONDS`` longer than that counts as the disk
+        not answering."""
         self._path = Path(settings.path)
         self._busy_timeout = min(settings.busy_timeout, request_timeout)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-storage")
-        self._connection: Optional[sqlite3.Connection] = None
-        self._fast: Optional[sqlite3.Connection] = None
-        self._fast_commits = 0
+        call_timeout = self._busy_timeout + DISK_GRACE_SECONDS
+        self._reads = _Lane("reads", self._connect, call_timeout)
+        self._writes = _Lane("writes", self._connect_writer, call_timeout)
+        self._commits = 0
         self._check_path()
 
     def _check_path(self) -> None:
@@ -116,65 +186,72 @@ class SqliteItems(ItemStore):
         return self._path
 
     def _connect(self) -> sqlite3.Connection:
-        if self._connection is None:
-            try:
-                self._path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(self._path, timeout=self._busy_timeout, isolation_level=None)
-                connection.execute("PRAGMA journal_mode=WAL")
-                connection.execute("PRAGMA synchronous=NORMAL")
-                connection.execute(_SCHEMA)
-                # Opened here, used on the event loop (never at the same time as here).
-                fast = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
-                fast.execute("PRAGMA synchronous=NORMAL")
-                fast.execute("PRAGMA wal_autocheckpoint=0")
-                fast.execute("SELECT count(*) FROM store_items WHERE key = ''").fetchone()
-            except (OSError, sqlite3.Error) as error:
-                raise StorageConfigurationError(
-                    f"SQLITE_PATH={self._path}: cannot open the database ({error})"
-                ) from error
-            self._connection, self._fast = connection, fast
-        return self._connection
+        """A connection of this thread's (opened on the lane's thread, used only there)."""
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(
+                self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            # Commits are not synced, checkpoints are: a crash of the machine may lose the
+            # last commits, never the file's consistency.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            for statement in _SCHEMA:
+                connection.execute(statement)
+        except (OSError, sqlite3.Error) as error:
+            raise StorageConfigurationError(f"SQLITE_PATH={self._path}: cannot open the database ({error})") from error
+        return connection
 
-    async def _run(self, work: Callable[[sqlite3.Connection], T], writes: bool = False) -> T:
-        """Do ``work`` on the fast connection if it can be done without waiting, otherwise
-        on the thread. ``work`` must be safe to run twice: a busy attempt did nothing."""
-        if self._fast is not None:
-            try:
-                result = work(self._fast)
-            except sqlite3.Error as error:
-                code = getattr(error, "sqlite_errorcode", None)
-                if code is None or code & 0xFF not in _BUSY_CODES:
-                    raise self._unavailable(error) from error
-            else:
-                if writes:
-                    self._count_commit()
-                return result
+    def _connect_writer(self) -> sqlite3.Connection:
+        connection = self._connect()
+        connection.execute("PRAGMA wal_autocheckpoint=0")  # see _count_commit
+        return connection
 
-        def call() -> T:
+    async def _run(self, lane: _Lane, work: Callable[[sqlite3.Connection], T], writes: bool = False) -> T:
+        """``work`` on ``lane``, its failures in the engine's vocabulary. A write that does
+        not finish in time may still land: that is ``WriteOutcomeUnknownError``."""
+        stuck = lane.stuck_for()
+        if stuck is not None:
+            raise StorageUnavailableError(
+                f"SQLITE_PATH={self._path}: the disk has not finished a call for {stuck:.0f} s"
+            )
+
+        def call(connection: sqlite3.Connection) -> T:
             try:
-                return work(self._connect())
+                return work(connection)
             except sqlite3.Error as error:
                 raise self._unavailable(error) from error
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            result = await lane.run(call)
+        except TimeoutError:
+            detail = f"SQLITE_PATH={self._path}: the disk did not answer within {lane.timeout:g} s"
+            if writes:
+                raise WriteOutcomeUnknownError(f"{detail}; the write may still land") from None
+            raise StorageUnavailableError(detail) from None
+        if writes:
+            self._count_commit()
+        return result
 
     def _unavailable(self, error: sqlite3.Error) -> StorageUnavailableError:
         code = getattr(error, "sqlite_errorcode", 0) or 0
         if code & 0xFF == sqlite3.SQLITE_FULL:
             return StorageUnavailableError(f"SQLITE_PATH={self._path}: the disk is full")
+        if code & 0xFF in _BUSY_CODES:
+            return StorageUnavailableError(f"SQLite store {self._path} is locked by another connection: {error}")
         return StorageUnavailableError(f"SQLite store {self._path}: {error}")
 
     def _count_commit(self) -> None:
-        """Every ``commits_per_checkpoint`` fast commits, copy the WAL back into the database
-        on the thread. RESTART, not PASSIVE: a passive checkpoint racing the loop's writes
-        never finishes and the WAL would grow without end."""
-        self._fast_commits += 1
-        if self._fast_commits % self.commits_per_checkpoint == 0:
-            self._executor.submit(self._checkpoint)
+        """Every ``commits_per_checkpoint`` commits, copy the WAL back into the database, on
+        the writes' thread after the writes queued. RESTART, not PASSIVE: a passive
+        checkpoint racing the writes never finishes and the WAL would grow without end."""
+        self._commits += 1
+        if self._commits % self.commits_per_checkpoint == 0:
+            self._writes.submit(self._checkpoint)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, connection: sqlite3.Connection) -> None:
         try:
-            self._connect().execute("PRAGMA wal_checkpoint(RESTART)")
+            connection.execute("PRAGMA wal_checkpoint(RESTART)")
         except sqlite3.Error as error:  # the next checkpoint tries again
             logger.warning("SQLite checkpoint of %s failed: %s", self._path, error)
 
@@ -186,7 +263,7 @@ class SqliteItems(ItemStore):
             rows = connection.execute(_SELECT.format(marks=",".join("?" * len(item_ids))), list(item_ids))
             return {key: Item(document, e_tag) for key, document, e_tag in rows}
 
-        return await self._run(read)
+        return await self._run(self._reads, read)
 
     async def put(self, put: Put) -> Optional[str]:
         return (await self.put_all([put]))[put.item_id]
@@ -209,24 +286,30 @@ class SqliteItems(ItemStore):
                     connection.execute("ROLLBACK")
                 raise
 
-        await self._run(write, writes=True)
+        await self._run(self._writes, write, writes=True)
         return e_tags
 
     async def list_ids(self, prefix: str) -> List[str]:
         def list_keys(connection: sqlite3.Connection) -> List[str]:
             return [row[0] for row in connection.execute(_LIST, (len(prefix), prefix))]
 
-        return await self._run(list_keys)
+        return await self._run(self._reads, list_keys)
 
     async def ping(self) -> None:
-        """Healthy means a turn can be saved: the write lock can be taken (another writer
-        or a read-only disk would refuse it) and the disk has room for a turn's write."""
+        """Healthy means a turn can be saved: a write commits (another writer holding the
+        lock, a read-only or frozen disk would stop it) and the disk has room for a turn's."""
 
         def probe(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
-            connection.execute("ROLLBACK")
+            try:
+                connection.execute(_HEALTH, (time.time(),))
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
 
-        await self._run(probe)
+        await self._run(self._writes, probe)
         try:
             disk = os.statvfs(self._path.parent)
         except (OSError, AttributeError):  # Windows has no statvfs; SQLite reports a full disk itself
@@ -238,14 +321,5 @@ class SqliteItems(ItemStore):
             )
 
     async def close(self) -> None:
-        fast, self._fast = self._fast, None
-
-        def close_connections() -> None:
-            if fast is not None:
-                fast.close()
-            if self._connection is not None:
-                self._connection.close()
-                self._connection = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close_connections)
-        self._executor.shutdown(wait=False)
+        await self._reads.close()
+        await self._writes.close()

@@ -146,7 +146,7 @@ class StateStorage(Storage):
             updated, result = edit(current)
             if updated != current:
                 try:
-                    await self._partitions.put(updated, current.item_etag)
+                    await self._partitions.put(updated, current)
                 except PreconditionFailedError:
                     continue
             return result
@@ -198,12 +198,12 @@ class StateStorage(Storage):
             self._partitions.check_size(updated[item_id])
         if len(order) == 1:
             try:
-                await self._partitions.put(updated[order[0]], bases[order[0]].item_etag)
+                await self._partitions.put(updated[order[0]], bases[order[0]])
             except PreconditionFailedError:
                 raise PartitionMoved(order) from None
         elif len(order) > 1 and self.items.atomic_batch:
             try:
-                await self._partitions.put_all([updated[i] for i in order], {i: bases[i].item_etag for i in order})
+                await self._partitions.put_all([updated[i] for i in order], bases)
             except PreconditionFailedError:
                 raise PartitionMoved(order) from None
         elif order:

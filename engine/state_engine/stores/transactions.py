@@ -12,7 +12,7 @@ import logging
 from dataclasses import replace
 from typing import Callable, Dict, List, Optional, Set
 
-from ..errors import PreconditionFailedError, StorageError
+from ..errors import PreconditionFailedError, StorageError, StorageUnavailableError, WriteOutcomeUnknownError
 from .partition import Partition, Pending, Record
 from .partitions import Partitions, new_etag
 
@@ -50,7 +50,7 @@ async def commit_across(
         for item_id in others
     }
     results = await asyncio.gather(
-        *(partitions.put(markers[i], bases[i].item_etag) for i in others), return_exceptions=True
+        *(partitions.put(markers[i], bases[i]) for i in others), return_exceptions=True
     )
     prepared = {i: r for i, r in zip(others, results) if isinstance(r, Partition)}
     failures = [r for r in results if isinstance(r, BaseException)]
@@ -59,14 +59,18 @@ async def commit_across(
         if any(isinstance(failure, PreconditionFailedError) for failure in failures):
             raise PartitionMoved([i for i, r in zip(others, results) if not isinstance(r, Partition)])
         if failures:
-            raise failures[0]
+            raise _uncommitted(failures[0])
         raise PreconditionFailedError(home, "saving took longer than the turn's deadline")
     committed = replace(updated[home], commits={**updated[home].commits, **dict.fromkeys(others, tx)})
     try:
-        await partitions.put(committed, bases[home].item_etag)
-    except PreconditionFailedError:
+        await partitions.put(committed, bases[home])
+    except WriteOutcomeUnknownError:
+        raise  # the markers count if the home's write landed: they stay, for readers to judge
+    except StorageError as error:
         await _withdraw(partitions, prepared, bases)
-        raise PartitionMoved([home]) from None
+        if isinstance(error, PreconditionFailedError):
+            raise PartitionMoved([home]) from None
+        raise
     for marker in prepared.values():
         # Off the turn's critical path: the home names the transaction, so any reader
         # already counts the markers' changes, and rolls them forward itself if need be.
@@ -87,9 +91,17 @@ async def _withdraw(
     left behind is fenced off by the next reader once it expires)."""
     for item_id, marker in prepared.items():
         try:
-            await partitions.put(replace(bases[item_id], item_etag=marker.item_etag), marker.item_etag)
+            await partitions.put(replace(bases[item_id], item_etag=marker.item_etag), marker)
         except StorageError as error:
             logger.info("marker on %r left to expire: %s", item_id, error)
+
+
+def _uncommitted(failure: BaseException) -> BaseException:
+    """A failure while preparing: the home was never written, so nothing of the
+    transaction counts, even if a marker whose write got no answer lands later."""
+    if isinstance(failure, WriteOutcomeUnknownError):
+        return StorageUnavailableError(f"{failure} The save was not committed: nothing of it counts.")
+    return failure
 
 
 def _changed(base: Partition, updated: Partition) -> Dict[str, Optional[Record]]:

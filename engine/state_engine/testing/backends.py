@@ -27,6 +27,8 @@ class BackendHooks:
     emulator: Optional[str]
     env: EnvFor
     plant: Plant
+    #: The setting holding the emulator's address (a URI, or a connection string naming one).
+    endpoint_setting: Optional[str] = None
 
 
 def _sqlite_env(_: Optional[Emulator], folder: Path) -> Dict[str, str]:
@@ -128,9 +130,9 @@ HOOKS: Dict[str, BackendHooks] = {
     for hooks in (
         BackendHooks("sqlite", None, _sqlite_env, _plant_sqlite),
         BackendHooks("memory", None, _memory_env, _plant_memory),
-        BackendHooks("cosmos", "cosmos", _cosmos_env, _plant_cosmos),
-        BackendHooks("blob", "azurite", _blob_env, _plant_blob),
-        BackendHooks("table", "azurite", _table_env, _plant_table),
+        BackendHooks("cosmos", "cosmos", _cosmos_env, _plant_cosmos, "COSMOS_DB_URI"),
+        BackendHooks("blob", "azurite", _blob_env, _plant_blob, "BLOB_CONNECTION_STRING"),
+        BackendHooks("table", "azurite", _table_env, _plant_table, "TABLE_CONNECTION_STRING"),
     )
 }
 #: Backends that keep data outside the test process (what a second bot process can share).

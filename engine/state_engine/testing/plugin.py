@@ -2,7 +2,8 @@
 
 ``azurite`` and ``cosmos_emulator`` start once per session on free loopback ports;
 ``backend_env("table")`` gives settings for a fresh table, starting what it needs;
-``small_disk`` is a tmpfs of its own to fill (tests run as root), with ``fill`` to fill it.
+``small_disk`` is a tmpfs of its own to fill (tests run as root), with ``fill`` to fill it;
+``freezable_disk`` a file system of its own whose writes can be made to wait.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import errno
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator
+from typing import Callable, Dict, Iterator, List
 
 import pytest
 
@@ -64,6 +66,51 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+@dataclass
+class FreezableDisk:
+    """A mounted file system whose writes ``freeze()`` makes wait, as on a disk that
+    stopped answering, until ``thaw()``. (SQLite's readers wait too: in WAL mode they
+    write to the shared-memory file.)"""
+
+    path: Path
+
+    def freeze(self) -> None:
+        subprocess.run(["fsfreeze", "--freeze", str(self.path)], check=True)
+
+    def thaw(self) -> None:
+        subprocess.run(["fsfreeze", "--unfreeze", str(self.path)], capture_output=True)
+
+
+def _run_or_skip(command: List[str], why: str) -> None:
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"no `{command[0]}` command: {why}")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"{why}: {' '.join(command)} failed ({done.stderr.strip()})")
+
+
+@pytest.fixture
+def freezable_disk(tmp_path: Path) -> Iterator[FreezableDisk]:
+    """A 64 MiB ext4 file system of our own, in a file mounted as a loop device (tests run
+    as root); thawed and unmounted afterwards, whatever the test left."""
+    image, folder = tmp_path / "disk.img", tmp_path / "freezable-disk"
+    folder.mkdir()
+    why = "cannot make a file system to freeze"
+    _run_or_skip(["truncate", "--size=64M", str(image)], why)
+    _run_or_skip(["mkfs.ext4", "-q", "-F", str(image)], why)
+    _run_or_skip(["mount", "-o", "loop", str(image), str(folder)], why)
+    if shutil.which("fsfreeze") is None:
+        subprocess.run(["umount", str(folder)], check=True)
+        pytest.skip("no `fsfreeze` command: cannot freeze a file system")
+    disk = FreezableDisk(folder)
+    try:
+        yield disk
+    finally:
+        disk.thaw()
+        if subprocess.run(["umount", str(folder)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)  # a process still has a file open
 
 
 def fill(path: Path) -> None:

@@ -23,7 +23,13 @@ from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 from .. import keys
 from ..activity_json import copy_model
 from ..conditions import ABSENT
-from ..errors import ItemTooLargeError, PreconditionFailedError, StorageError, UnsafeDocumentError
+from ..errors import (
+    ItemTooLargeError,
+    PreconditionFailedError,
+    StorageError,
+    UnsafeDocumentError,
+    WriteOutcomeUnknownError,
+)
 from ..stores.state_storage import Change, decode_record
 from .dialog_memory import TURN_STATE_KEY, dialog_memory
 from .turn_storage import AttemptSnapshot, TurnScopedStorage
@@ -53,8 +59,8 @@ class TurnMessages:
     )
     too_slow: str = "Sorry, that took me too long, so I did not save it. Please try again."
     unsure: str = (
-        "Sorry, saving took too long and I can't tell whether your last message was saved. "
-        "Please check before sending it again."
+        "Sorry, my storage did not confirm the save, so I can't tell whether your last message "
+        "was saved. Please check before sending it again."
     )
 
 
@@ -268,6 +274,8 @@ class TurnRunner(Bot):
             return self._messages.too_large
         if isinstance(error, UnsafeDocumentError):
             return self._messages.unsafe
+        if isinstance(error, WriteOutcomeUnknownError):
+            return self._messages.unsure  # the save went out, and no answer said whether it landed
         return self._messages.unavailable  # unreachable, locked, or refusing our credentials
 
     @staticmethod
