@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from aiohttp import web
 
 from bench.driver import Driver
+from bench.instrument import process_cpu
 from bench.run import BOT_ENV, Channel
 from state_engine.testing.live_bot import free_port
 
@@ -165,9 +166,9 @@ async def _measure(target: str, turns: int) -> str:
 
             await drive(WARMUP_TURNS)
             timers.clear()
-            started = time.process_time()
+            started = process_cpu()
             await drive(turns)
-            process_seconds = time.process_time() - started
+            process_seconds = process_cpu() - started
     finally:
         await runner.cleanup()
     return report(timers, process_seconds, turns, f"{target} ({os.environ['STORAGE']})")

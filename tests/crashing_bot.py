@@ -1,8 +1,9 @@
 """``python tests/crashing_bot.py``: app.py that dies at its N-th storage write (``CRASH_AT_WRITE``).
 
 On the cloud stores the process ends right after that item write has landed; on SQLite,
-where a turn is one transaction, it ends after that many statements, before COMMIT.
-Either way nothing runs after it: the same as pulling the plug between two writes.
+where a turn is one transaction, it ends (with the store's worker process) after that
+many statements, before COMMIT. Either way nothing runs after it: the same as pulling
+the plug between two writes.
 """
 
 from __future__ import annotations
@@ -59,20 +60,10 @@ class CrashingItems(ItemStore):
         await self._inner.close()
 
 
-def _statement_then_crash(put: Put, new_etag: str) -> Any:
-    """SQLite's statements run inside the transaction: after the ``CRASH_AT``-th has run,
-    the process ends as it asks for the next one (the transaction is still open)."""
-    global writes
-    writes += 1
-    if writes > CRASH_AT:
-        os._exit(137)
-    return _real_statement(put, new_etag)
-
-
-_real_statement = sqlite._statement
 _real_open_items = registry.open_items
 if os.environ.get("STORAGE") == "sqlite":
-    sqlite._statement = _statement_then_crash
+    # SQLite's statements run in the store's worker process: one that crashes in them.
+    sqlite.SqliteItems.worker_script = ROOT / "tests" / "crashing_sqlite_worker.py"
 else:
     registry.open_items = lambda *args, **kwargs: CrashingItems(_real_open_items(*args, **kwargs))
 

@@ -9,14 +9,12 @@ import asyncio
 import base64
 import gc
 import socket
-import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import aiohttp
 import pytest
 from aiohttp import web
 from azure.cosmos import CosmosClient, PartitionKey, documents
@@ -34,6 +32,7 @@ from state_engine.stores import StateStorage, create_storage, open_items, read_b
 from state_engine.stores.cosmos import CosmosSettings
 from state_engine.stores.cosmos_rest import CosmosRequests, SessionTokens, master_key_token
 from state_engine.testing.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, start_cosmos, unique_name
+from state_engine.testing.local_app import ThreadedServer
 from state_engine.testing.loop_lag import max_loop_lag
 
 EnvFor = Callable[[str], Dict[str, str]]
@@ -85,35 +84,12 @@ class CosmosProxy:
     refused: List[Recorded] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.uri = f"http://127.0.0.1:{self._socket.getsockname()[1]}/"
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._thread.start()
-        assert self._ready.wait(5), "the proxy did not start"
-
-    def _serve(self) -> None:
-        """The proxy's own loop, so botbuilder's synchronous store can block the test's."""
-        runner = self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._session.close())
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    async def _start(self) -> web.AppRunner:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, self._socket).start()
-        self._session = aiohttp.ClientSession(auto_decompress=False)
-        return runner
+        # On a thread of its own, so botbuilder's synchronous store can block the test's loop.
+        self._server = ThreadedServer(self._handle)
+        self.uri = f"{self._server.url}/"
 
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._server.close()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         recorded = Recorded(
@@ -136,7 +112,8 @@ class CosmosProxy:
             return web.json_response({"code": code, "message": message}, status=status)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         url = self.upstream.rstrip("/") + request.path_qs
-        async with self._session.request(request.method, url, headers=headers, data=body) as answer:
+        assert self._server.session is not None
+        async with self._server.session.request(request.method, url, headers=headers, data=body) as answer:
             kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
             if self.session_tokens and recorded.is_item_call and recorded.method != "GET":
                 self._lsn += 1

@@ -1,7 +1,7 @@
 """What only the SQLite backend must show: several processes on one file, transactions
 that roll back whole, an event loop that never waits for the file (locks and the disk
-are waited for on the store's threads), a WAL kept short, a full disk reported before a
-turn fails on it, and a frozen disk costing each call its timeout at most."""
+are waited for in the store's worker process), a WAL kept short, a full disk reported
+before a turn fails on it, and a frozen disk costing each call its timeout at most."""
 
 from __future__ import annotations
 
@@ -208,17 +208,17 @@ async def _wal_after_commits(path: Path, commits_per_checkpoint: int, commits: i
     storage = StateStorage(items)
     for number in range(commits):
         await storage.write({"log": {"number": number, "text": "x" * 3000}})
-        await asyncio.sleep(0.001)  # as between turns: the store's thread gets to run
+        await asyncio.sleep(0.001)  # as between turns
     await asyncio.sleep(0.2)
     wal = _wal_bytes(path)
     await storage.close()
     return wal
 
 
-async def test_the_wal_is_checkpointed_on_the_thread(tmp_path: Path) -> None:
-    """The fast connection never checkpoints (that would sync on the loop); the
-    store's thread does, so the WAL keeps being rewound. Without that it grows
-    with every commit (about 4 kB each here)."""
+async def test_the_wal_is_checkpointed(tmp_path: Path) -> None:
+    """Automatic checkpoints are off (they would race the writes); the worker runs one
+    every ``commits_per_checkpoint`` commits, so the WAL keeps being rewound. Without
+    that it grows with every commit (about 4 kB each here)."""
     checkpointed = await _wal_after_commits(tmp_path / "checkpointed.sqlite3", 20)
     never = await _wal_after_commits(tmp_path / "never.sqlite3", 1_000_000)
 
@@ -306,7 +306,7 @@ async def _expect(work: Awaitable[object], error: type) -> None:
 
 
 async def _healthy(storage: StateStorage, within: float = 10.0) -> None:
-    """Wait for the store's health check to pass (its threads finish what they held)."""
+    """Wait for the store's health check to pass (its worker finishes what it held)."""
     loop = asyncio.get_running_loop()
     give_up = loop.time() + within
     while True:

@@ -199,8 +199,8 @@ def _landed(written: Partition, base: Partition, current: Partition) -> bool:
     marker that only this write made (each is a fresh random id)."""
     if current.unreadable or current.item_etag == base.item_etag:
         return False
-    if written.is_empty:
-        return current.item_etag is None
+    if current.item_etag is None:
+        return written.is_empty  # deleted, as this write would have
     if (current.records, current.pending, current.commits) == (written.records, written.pending, written.commits):
         return True
     return bool((_marks(written) - _marks(base)) & _marks(current))

@@ -1,72 +1,43 @@
 """The default backend: one SQLite file, shared safely by several processes (WAL mode).
 
-Every SQLite call runs on one of two threads, never on the event loop, since a disk that
-stops answering would stop every conversation with it: reads on one, writes on the other
-(so a read never queues behind a write waiting for a lock). A turn's partitions are
-written in one ``BEGIN IMMEDIATE`` transaction: all or none.
+Every call on the file is made by the store's worker process (``sqlite_worker``), never on
+the event loop: a disk that stops answering must not stop every conversation with it. A
+turn's partitions are written in one transaction there: all or none.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import secrets
 import sqlite3
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Dict, List, Optional, Sequence
 
 from ..conditions import Expect
 from ..errors import (
     PreconditionFailedError,
     StorageConfigurationError,
+    StorageError,
     StorageUnavailableError,
     WriteOutcomeUnknownError,
 )
 from ..settings import setting
+from . import sqlite_worker as worker
 from .items import Item, ItemStore, Put
-
-T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS store_items (
-    key      TEXT PRIMARY KEY,
-    document TEXT NOT NULL,
-    e_tag    TEXT NOT NULL
-)""",
-    # One row, rewritten by each health check: a real write, so a disk that takes no more
-    # writes shows in /healthz before a turn meets it.
-    """CREATE TABLE IF NOT EXISTS store_health (
-    id         INTEGER PRIMARY KEY CHECK (id = 1),
-    checked_at REAL NOT NULL
-)""",
-)
-_SELECT = "SELECT key, document, e_tag FROM store_items WHERE key IN ({marks})"
-_LIST = "SELECT key FROM store_items WHERE substr(key, 1, ?) = ? ORDER BY key"
-_HEALTH = "INSERT OR REPLACE INTO store_health (id, checked_at) VALUES (1, ?)"
-# One statement per condition; each changes 0 rows when its condition does not hold.
-_WRITE = {
-    Expect.ANYTHING: "INSERT INTO store_items (key, document, e_tag) VALUES (?, ?, ?) "
-    "ON CONFLICT(key) DO UPDATE SET document = excluded.document, e_tag = excluded.e_tag",
-    Expect.ABSENT: "INSERT INTO store_items (key, document, e_tag) VALUES (?, ?, ?) "
-    "ON CONFLICT(key) DO NOTHING",
-    Expect.MATCH: "UPDATE store_items SET document = ?, e_tag = ? WHERE key = ? AND e_tag = ?",
-}
-_DELETE = {
-    Expect.ANYTHING: "DELETE FROM store_items WHERE key = ?",
-    Expect.MATCH: "DELETE FROM store_items WHERE key = ? AND e_tag = ?",
-}
 #: Free space under which the disk counts as full: a turn's write may need this much.
 _LOW_DISK_BYTES = 4 * 1024 * 1024
 #: How long past the busy timeout a call may take before the disk counts as not answering.
 DISK_GRACE_SECONDS = 1.0
-#: "Another connection holds the lock" (the low byte of an extended code, e.g. BUSY_SNAPSHOT).
-_BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+#: How long the worker may take to finish its calls when the store closes.
+_CLOSE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -82,71 +53,83 @@ class SqliteSettings:
     )
 
 
-class _Lane:
-    """One thread with its own connection; each call is awaited for at most ``timeout``
-    seconds. A lane whose call has run longer than that (a disk that stopped answering)
-    turns new calls away at once rather than queueing them behind it."""
+@dataclass
+class _Call:
+    future: "asyncio.Future[worker.Fields]"
+    lane: str
+    started: float
 
-    def __init__(self, name: str, connect: Callable[[], sqlite3.Connection], timeout: float) -> None:
-        self.name = name
-        self.timeout = timeout
-        self._connect = connect
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"sqlite-{name}")
-        self._connection: Optional[sqlite3.Connection] = None
-        self._busy_since: Optional[float] = None
 
-    def stuck_for(self) -> Optional[float]:
-        """Seconds the running call has taken, once that is past the timeout; else None."""
-        since = self._busy_since
-        if since is None:
-            return None
-        running = time.monotonic() - since
-        return running if running > self.timeout else None
+class _Worker:
+    """The worker process, and the calls waiting for its answers (kept until answered,
+    even once given up on, so that a lane stuck on one of them is known)."""
 
-    async def run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """``work`` on this lane's connection; ``TimeoutError`` if it has not finished in time
-        (it may still finish later: it cannot be stopped half-way)."""
-        async with asyncio.timeout(self.timeout):
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, work)
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self._process = process
+        self._calls: Dict[str, _Call] = {}
+        self._ids = 0
+        assert process.stdout is not None
+        self._answers = asyncio.get_running_loop().create_task(self._read_answers(process.stdout))
 
-    def submit(self, work: Callable[[sqlite3.Connection], object]) -> None:
-        """``work`` in the background, after the calls already queued."""
-        self._executor.submit(self._call, work)
+    @property
+    def alive(self) -> bool:
+        return not self._answers.done()
 
-    def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        self._busy_since = time.monotonic()
+    def stuck_for(self, lane: str, timeout: float) -> Optional[float]:
+        """How long the oldest unanswered call of ``lane`` has run, once past ``timeout``."""
+        started = min((call.started for call in self._calls.values() if call.lane == lane), default=None)
+        running = None if started is None else time.monotonic() - started
+        return running if running is not None and running > timeout else None
+
+    async def call(self, lane: str, fields: Sequence[Optional[str]], timeout: float) -> worker.Fields:
+        """The answer's fields (after the call id); ``TimeoutError`` when it takes longer."""
+        assert self._process.stdin is not None
+        if not self.alive:
+            raise BrokenPipeError("the SQLite worker process ended")
+        self._ids += 1
+        call_id = str(self._ids)
+        loop = asyncio.get_running_loop()
+        call = _Call(loop.create_future(), lane, time.monotonic())
+        self._calls[call_id] = call
+        self._process.stdin.write(worker.pack([call_id, lane, *fields]))
+        timer = loop.call_later(timeout, _give_up, call.future)
         try:
-            if self._connection is None:
-                self._connection = self._connect()
-            return work(self._connection)
+            return await call.future
         finally:
-            self._busy_since = None
+            timer.cancel()
+
+    async def _read_answers(self, answers: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                head = await answers.readexactly(worker.HEADER.size)
+                fields = worker.unpack(await answers.readexactly(worker.HEADER.unpack(head)[0]))
+                call = self._calls.pop(fields[0] or "", None)
+                if call is not None and not call.future.done():
+                    call.future.set_result(fields[1:])
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            for call in self._calls.values():  # the worker has ended: nothing more will answer
+                if not call.future.done():
+                    call.future.set_exception(BrokenPipeError("the SQLite worker process ended"))
+            self._calls.clear()
 
     async def close(self) -> None:
-        def close_connection(connection: sqlite3.Connection) -> None:
-            connection.close()
-            self._connection = None
-
+        """Let the worker finish the calls it has, then end (or be ended, if stuck)."""
+        assert self._process.stdin is not None
+        self._process.stdin.close()
         try:
-            if self._connection is not None and self.stuck_for() is None:
-                await self.run(close_connection)
+            await asyncio.wait_for(self._process.wait(), _CLOSE_SECONDS)
         except TimeoutError:
-            logger.warning("SQLite %s thread did not close in time; left to the process's end", self.name)
-        self._executor.shutdown(wait=False)
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            await self._process.wait()
+        await self._answers
 
 
-def _statement(put: Put, new_etag: str) -> tuple[str, tuple[str, ...]]:
-    """The statement that writes ``put`` only if its condition holds, and its parameters."""
-    expect = put.condition.expect
-    if put.text is None:
-        if expect is Expect.ABSENT:
-            raise ValueError("deleting under 'absent' deletes nothing: leave the put out")
-        if expect is Expect.MATCH:
-            return _DELETE[expect], (put.item_id, put.condition.e_tag)
-        return _DELETE[Expect.ANYTHING], (put.item_id,)
-    if expect is Expect.MATCH:
-        return _WRITE[expect], (put.text, new_etag, put.item_id, put.condition.e_tag)
-    return _WRITE[expect], (put.item_id, put.text, new_etag)
+def _give_up(future: "asyncio.Future[worker.Fields]") -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
 
 
 class SqliteItems(ItemStore):
@@ -159,6 +142,8 @@ class SqliteItems(ItemStore):
     #: Commits between two checkpoints (about 3 WAL pages each, close to SQLite's own
     #: default of a checkpoint per 1,000 pages).
     commits_per_checkpoint = 300
+    #: The worker process's program (tests may run one of their own around it).
+    worker_script = Path(worker.__file__)
 
     def __init__(self, settings: SqliteSettings, request_timeout: float = 3.0) -> None:
         """Waiting for another process's lock is bounded by SQLITE_BUSY_TIMEOUT and by
@@ -167,10 +152,9 @@ class SqliteItems(ItemStore):
         not answering."""
         self._path = Path(settings.path)
         self._busy_timeout = min(settings.busy_timeout, request_timeout)
-        call_timeout = self._busy_timeout + DISK_GRACE_SECONDS
-        self._reads = _Lane("reads", self._connect, call_timeout)
-        self._writes = _Lane("writes", self._connect_writer, call_timeout)
-        self._commits = 0
+        self._call_timeout = self._busy_timeout + DISK_GRACE_SECONDS
+        self._worker: Optional[_Worker] = None
+        self._starting = asyncio.Lock()
         self._check_path()
 
     def _check_path(self) -> None:
@@ -185,141 +169,92 @@ class SqliteItems(ItemStore):
     def path(self) -> Path:
         return self._path
 
-    def _connect(self) -> sqlite3.Connection:
-        """A connection of this thread's (opened on the lane's thread, used only there)."""
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(
-                self._path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
-            connection.execute("PRAGMA journal_mode=WAL")
-            # Commits are not synced, checkpoints are: a crash of the machine may lose the
-            # last commits, never the file's consistency.
-            connection.execute("PRAGMA synchronous=NORMAL")
-            for statement in _SCHEMA:
-                connection.execute(statement)
-        except (OSError, sqlite3.Error) as error:
-            raise StorageConfigurationError(f"SQLITE_PATH={self._path}: cannot open the database ({error})") from error
-        return connection
+    async def _running(self) -> _Worker:
+        """The worker process, started on first use and again if it has ended."""
+        if self._worker is not None and self._worker.alive:
+            return self._worker
+        async with self._starting:
+            if self._worker is None or not self._worker.alive:
+                arguments = [str(self._path), str(self._busy_timeout), str(self.commits_per_checkpoint)]
+                try:
+                    process = await asyncio.create_subprocess_exec(
+                        sys.executable, str(self.worker_script), *arguments,
+                        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    )
+                except OSError as error:
+                    raise StorageUnavailableError(f"SQLite store {self._path}: no worker process ({error})") from error
+                self._worker = _Worker(process)
+        return self._worker
 
-    def _connect_writer(self) -> sqlite3.Connection:
-        connection = self._connect()
-        connection.execute("PRAGMA wal_autocheckpoint=0")  # see _count_commit
-        return connection
-
-    async def _run(self, lane: _Lane, work: Callable[[sqlite3.Connection], T], writes: bool = False) -> T:
-        """``work`` on ``lane``, its failures in the engine's vocabulary. A write that does
-        not finish in time may still land: that is ``WriteOutcomeUnknownError``."""
-        stuck = lane.stuck_for()
+    async def _call(self, lane: str, operation: str, args: Sequence[Optional[str]]) -> worker.Fields:
+        """One call's results, its failures in the engine's vocabulary. A write that got no
+        answer (in time, or at all) may still land: ``WriteOutcomeUnknownError``."""
+        running = await self._running()
+        stuck = running.stuck_for(lane, self._call_timeout)
         if stuck is not None:
-            raise StorageUnavailableError(
-                f"SQLITE_PATH={self._path}: the disk has not finished a call for {stuck:.0f} s"
-            )
-
-        def call(connection: sqlite3.Connection) -> T:
-            try:
-                return work(connection)
-            except sqlite3.Error as error:
-                raise self._unavailable(error) from error
-
+            raise StorageUnavailableError(f"SQLITE_PATH={self._path}: the disk has not finished a call for {stuck:.0f} s")
         try:
-            result = await lane.run(call)
-        except TimeoutError:
-            detail = f"SQLITE_PATH={self._path}: the disk did not answer within {lane.timeout:g} s"
-            if writes:
+            kind, *results = await running.call(lane, [operation, *args], self._call_timeout)
+        except (TimeoutError, BrokenPipeError) as error:
+            detail = (
+                f"SQLITE_PATH={self._path}: the disk did not answer within {self._call_timeout:g} s"
+                if isinstance(error, TimeoutError) else f"SQLite store {self._path}: {error}"
+            )
+            if lane == worker.WRITES:
                 raise WriteOutcomeUnknownError(f"{detail}; the write may still land") from None
             raise StorageUnavailableError(detail) from None
-        if writes:
-            self._count_commit()
-        return result
+        if kind != worker.OK:
+            raise self._refusal(kind or "", results)
+        return results
 
-    def _unavailable(self, error: sqlite3.Error) -> StorageUnavailableError:
-        code = getattr(error, "sqlite_errorcode", 0) or 0
-        if code & 0xFF == sqlite3.SQLITE_FULL:
+    def _refusal(self, kind: str, results: worker.Fields) -> StorageError:
+        detail = results[0] if results else ""
+        if kind == worker.PRECONDITION:
+            return PreconditionFailedError(detail or "")
+        if kind == worker.FULL:
             return StorageUnavailableError(f"SQLITE_PATH={self._path}: the disk is full")
-        if code & 0xFF in _BUSY_CODES:
-            return StorageUnavailableError(f"SQLite store {self._path} is locked by another connection: {error}")
-        return StorageUnavailableError(f"SQLite store {self._path}: {error}")
-
-    def _count_commit(self) -> None:
-        """Every ``commits_per_checkpoint`` commits, copy the WAL back into the database, on
-        the writes' thread after the writes queued. RESTART, not PASSIVE: a passive
-        checkpoint racing the writes never finishes and the WAL would grow without end."""
-        self._commits += 1
-        if self._commits % self.commits_per_checkpoint == 0:
-            self._writes.submit(self._checkpoint)
-
-    def _checkpoint(self, connection: sqlite3.Connection) -> None:
-        try:
-            connection.execute("PRAGMA wal_checkpoint(RESTART)")
-        except sqlite3.Error as error:  # the next checkpoint tries again
-            logger.warning("SQLite checkpoint of %s failed: %s", self._path, error)
+        if kind == worker.BUSY:
+            return StorageUnavailableError(f"SQLite store {self._path} is locked by another connection: {detail}")
+        if kind == worker.CONFIGURATION:
+            return StorageConfigurationError(f"SQLITE_PATH={self._path}: {detail}")
+        return StorageUnavailableError(f"SQLite store {self._path}: {detail}")
 
     async def get(self, item_ids: Sequence[str]) -> Dict[str, Item]:
         if not item_ids:
             return {}
-
-        def read(connection: sqlite3.Connection) -> Dict[str, Item]:
-            rows = connection.execute(_SELECT.format(marks=",".join("?" * len(item_ids))), list(item_ids))
-            return {key: Item(document, e_tag) for key, document, e_tag in rows}
-
-        return await self._run(self._reads, read)
+        rows = await self._call(worker.READS, "get", item_ids)
+        return {rows[at] or "": Item(rows[at + 1] or "", rows[at + 2] or "") for at in range(0, len(rows), 3)}
 
     async def put(self, put: Put) -> Optional[str]:
         return (await self.put_all([put]))[put.item_id]
 
     async def put_all(self, puts: Sequence[Put]) -> Dict[str, Optional[str]]:
         e_tags = {put.item_id: None if put.text is None else secrets.token_hex(8) for put in puts}
-
-        def write(connection: sqlite3.Connection) -> None:
-            # BEGIN IMMEDIATE takes the write lock first; each statement writes only if its
-            # condition holds, and a failed one rolls back everything: one atomic step.
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for put in puts:
-                    written = connection.execute(*_statement(put, e_tags[put.item_id] or "")).rowcount
-                    if not written and put.condition.expect is not Expect.ANYTHING:
-                        raise PreconditionFailedError(put.item_id, put.condition.failure())
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-
-        await self._run(self._writes, write, writes=True)
+        fields: List[Optional[str]] = []
+        for put in puts:
+            if put.text is None and put.condition.expect is Expect.ABSENT:
+                raise ValueError("deleting under 'absent' deletes nothing: leave the put out")
+            fields += [put.item_id, put.text, put.condition.expect.value, put.condition.e_tag, e_tags[put.item_id]]
+        try:
+            await self._call(worker.WRITES, "put", fields)
+        except PreconditionFailedError as failed:
+            lost = next(put for put in puts if put.item_id == failed.key)
+            raise PreconditionFailedError(lost.item_id, lost.condition.failure()) from None
         return e_tags
 
     async def list_ids(self, prefix: str) -> List[str]:
-        def list_keys(connection: sqlite3.Connection) -> List[str]:
-            return [row[0] for row in connection.execute(_LIST, (len(prefix), prefix))]
-
-        return await self._run(self._reads, list_keys)
+        return [item_id or "" for item_id in await self._call(worker.READS, "list", [prefix])]
 
     async def ping(self) -> None:
         """Healthy means a turn can be saved: a write commits (another writer holding the
         lock, a read-only or frozen disk would stop it) and the disk has room for a turn's."""
-
-        def probe(connection: sqlite3.Connection) -> None:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                connection.execute(_HEALTH, (time.time(),))
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-
-        await self._run(self._writes, probe)
-        try:
-            disk = os.statvfs(self._path.parent)
-        except (OSError, AttributeError):  # Windows has no statvfs; SQLite reports a full disk itself
-            return
-        free = disk.f_bavail * disk.f_frsize
-        if free < _LOW_DISK_BYTES:
+        [free] = await self._call(worker.WRITES, "ping", [])
+        if free and int(free) < _LOW_DISK_BYTES:
             raise StorageUnavailableError(
-                f"SQLITE_PATH={self._path}: the disk is full ({free // 1024} KiB free)"
+                f"SQLITE_PATH={self._path}: the disk is full ({int(free) // 1024} KiB free)"
             )
 
     async def close(self) -> None:
-        await self._reads.close()
-        await self._writes.close()
+        running, self._worker = self._worker, None
+        if running is not None:
+            await running.close()

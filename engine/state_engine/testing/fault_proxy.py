@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
-import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-import aiohttp
 from aiohttp import web
 
 from .backends import HOOKS
+from .local_app import ThreadedServer
 
 # Headers that belong to one hop, not to the request being forwarded.
 _HOP_HEADERS = {"host", "connection", "keep-alive", "content-length", "transfer-encoding"}
@@ -47,14 +45,8 @@ class FaultProxy:
     _cut: bool = False
 
     def __post_init__(self) -> None:
-        self._socket = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True, name="fault-proxy")
-        self._thread.start()
-        if not self._ready.wait(5):
-            raise RuntimeError("the fault proxy did not start")
+        self._server = ThreadedServer(self._handle)
+        self.url = self._server.url
 
     # -- what to do to the next writes -------------------------------------------------
 
@@ -74,28 +66,8 @@ class FaultProxy:
     def restore(self) -> None:
         self._cut = False
 
-    # -- serving ---------------------------------------------------------------------
-
-    def _serve(self) -> None:
-        runner = self._loop.run_until_complete(self._start())
-        self._ready.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._session.close())
-        self._loop.run_until_complete(runner.cleanup())
-        self._loop.close()
-
-    async def _start(self) -> web.AppRunner:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.SockSite(runner, self._socket).start()
-        self._session = aiohttp.ClientSession(auto_decompress=False)
-        return runner
-
     def close(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        self._server.close()
 
     def __enter__(self) -> "FaultProxy":
         return self
@@ -123,7 +95,8 @@ class FaultProxy:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         if request.method in _WRITE_METHODS:
             self.writes.append(f"{request.method} {request.path}")
-        async with self._session.request(
+        assert self._server.session is not None
+        async with self._server.session.request(
             request.method, self.upstream + request.path_qs, headers=headers, data=body,
             skip_auto_headers=("Content-Type",),  # one aiohttp would add is not signed
         ) as answer:

@@ -1,4 +1,5 @@
-"""An aiohttp handler served on a free 127.0.0.1 port inside the test's own event loop.
+"""An aiohttp handler served on a free 127.0.0.1 port, in the test's own event loop
+(``serving``) or on a thread with a loop of its own (``ThreadedServer``).
 
 For stand-ins a test talks to over real HTTP (a channel that records replies, a proxy that
 injects faults in front of an emulator): every request reaches ``handle``.
@@ -6,14 +7,20 @@ injects faults in front of an emulator): every request reaches ``handle``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from typing import AsyncIterator, Awaitable, Callable
+import socket
+import threading
+from typing import AsyncIterator, Awaitable, Callable, Optional
 
+import aiohttp
 from aiohttp import web
+
+Handle = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @contextlib.asynccontextmanager
-async def serving(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> AsyncIterator[str]:
+async def serving(handle: Handle) -> AsyncIterator[str]:
     """Serve ``handle`` for every path and method; yields its base URL."""
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
@@ -26,3 +33,44 @@ async def serving(handle: Callable[[web.Request], Awaitable[web.StreamResponse]]
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+class ThreadedServer:
+    """``handle`` served on a thread with its own event loop, so a test that blocks (or a
+    bot process) can talk to it. ``session`` is an aiohttp client on that loop, for a
+    handler that forwards requests."""
+
+    def __init__(self, handle: Handle, client_max_size: int = 64 * 1024 * 1024) -> None:
+        self._handle = handle
+        self._client_max_size = client_max_size
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        self.session: Optional[aiohttp.ClientSession] = None
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True, name="threaded-server")
+        self._thread.start()
+        if not self._ready.wait(5):
+            raise RuntimeError("the stand-in server did not start")
+
+    def _serve(self) -> None:
+        runner = self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+        if self.session is not None:
+            self._loop.run_until_complete(self.session.close())
+        self._loop.run_until_complete(runner.cleanup())
+        self._loop.close()
+
+    async def _start(self) -> web.AppRunner:
+        app = web.Application(client_max_size=self._client_max_size)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, self._socket).start()
+        self.session = aiohttp.ClientSession(auto_decompress=False)
+        return runner
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
