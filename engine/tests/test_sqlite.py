@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
+import signal
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, List, Tuple, TypeVar
 
@@ -224,6 +226,23 @@ async def test_the_wal_is_checkpointed(tmp_path: Path) -> None:
 
     assert never > 2_000_000, f"the test wrote too little to tell: {never} bytes of WAL"
     assert checkpointed * 4 < never, f"WAL {checkpointed} bytes with checkpoints, {never} without"
+
+
+async def test_a_worker_process_that_ended_is_started_again(tmp_path: Path) -> None:
+    """The process SQLite's calls are made in is killed (out of memory, say): the next
+    call starts another, and nothing is lost."""
+    items = SqliteItems(SqliteSettings(str(tmp_path / "state.sqlite3")))
+    storage = StateStorage(items)
+    try:
+        await storage.write({"order": ORDER})
+        first = items.worker_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await asyncio.sleep(0.2)  # its end is seen
+        assert await toppings(storage) == ["olives"]
+        assert items.worker_pid not in (None, first)
+    finally:
+        await storage.close()
 
 
 # --- a full disk ----------------------------------------------------------------------------

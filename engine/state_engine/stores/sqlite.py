@@ -75,6 +75,10 @@ class _Worker:
     def alive(self) -> bool:
         return not self._answers.done()
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def stuck_for(self, lane: str, timeout: float) -> Optional[float]:
         """How long the oldest unanswered call of ``lane`` has run, once past ``timeout``."""
         started = min((call.started for call in self._calls.values() if call.lane == lane), default=None)
@@ -168,6 +172,11 @@ class SqliteItems(ItemStore):
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def worker_pid(self) -> Optional[int]:
+        """The worker process's id while one runs (for operators and tests)."""
+        return self._worker.pid if self._worker is not None and self._worker.alive else None
 
     async def _running(self) -> _Worker:
         """The worker process, started on first use and again if it has ended."""
