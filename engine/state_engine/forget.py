@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Iterable, Protocol, Set, Tuple, runtime_checkable
+from typing import Iterable, List, Protocol, Set, Tuple, runtime_checkable
 
 from . import codec, keys
 from .errors import UnsafeDocumentError
@@ -62,9 +62,29 @@ async def forget_user(
 
     reports = await asyncio.gather(*(in_conversation(c) for c in sorted(conversations)))
     report = sum(reports, ForgetReport(conversations=len(conversations)))
-    for item_id in [keys.user_state(channel, user), *memberships]:
-        report += await storage.rewrite(item_id, _emptied)
+    report += await storage.rewrite(keys.user_state(channel, user), _emptied)
+    # The index goes last, so that forgetting again after a crash finds what is left.
+    for entry in memberships:
+        home = keys.conversation_state(channel, entry[len(prefix) :])
+        report += await storage.rewrite(
+            entry, lambda found, there: _entry_emptied(found, there, channel, user), read_with=[home]
+        )
     return report
+
+
+def _entry_emptied(
+    entry: Partition, home: Partition, channel: str, user: str
+) -> Tuple[Partition, ForgetReport]:
+    """The user's index entry for a conversation, deleted, unless they are among its
+    participants again: a turn of theirs saved there since (on another instance) must
+    stay findable by the next ``forget me``. Both were read in one round, and the entry
+    is deleted only if it is still as read."""
+    conversation = home.item_id[len(keys.conversation_state(channel, "")) :]
+    try:
+        back = user in _participants(home, channel, conversation)
+    except (UnsafeDocumentError, AttributeError, TypeError):
+        back = False  # an unreadable record was planted since: it holds nothing of theirs we could find
+    return (entry, ForgetReport()) if back else _emptied(entry)
 
 
 def _emptied(partition: Partition) -> Tuple[Partition, ForgetReport]:
@@ -125,10 +145,14 @@ def _without_user(key: str, value: object, user: str, channel: str, conversation
 def _others(partition: Partition, channel: str, conversation: str, user: str) -> bool:
     """Does anyone but ``user`` have records here (by the participants record or a private state)?"""
     users = {keys.user_of_private_key(channel, conversation, key) for key in partition.records} - {None}
-    record = partition.records.get(keys.PARTICIPANTS.key(channel, conversation))
-    if record is not None:
-        try:
-            users.update(decode_record("participants", record).get("users", []))
-        except (UnsafeDocumentError, AttributeError, TypeError):
-            return True  # cannot tell who else is here: keep what is shared
+    try:
+        users.update(_participants(partition, channel, conversation))
+    except (UnsafeDocumentError, AttributeError, TypeError):
+        return True  # cannot tell who else is here: keep what is shared
     return bool(users - {user})
+
+
+def _participants(partition: Partition, channel: str, conversation: str) -> List[str]:
+    """Who the conversation's participants record lists (none if it has none)."""
+    record = partition.records.get(keys.PARTICIPANTS.key(channel, conversation))
+    return [] if record is None else list(decode_record("participants", record).get("users", []))

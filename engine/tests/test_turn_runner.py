@@ -23,6 +23,7 @@ from state_engine import keys
 from state_engine.codec import register_dataclass
 from state_engine.conditions import ABSENT, Expect
 from state_engine.errors import StorageUnavailableError
+from state_engine.forget import forget_user
 from state_engine.state import ConversationState, PrivateConversationState, UserState
 from state_engine.stores import StateStorage, open_items, read_backend_settings
 from state_engine.stores.items import Item, ItemStore, Put
@@ -353,6 +354,36 @@ async def test_a_new_users_two_interleaved_turns_both_land(
     assert (visits.conversations, visits.messages) == (["conversation-b", "conversation-a"], 2)
     conflicts = [r.getMessage() for r in caplog.records if "turn conflict" in r.getMessage()]
     assert len(conflicts) == 1 and repr(user_key) in conflicts[0] and ABSENT.failure() in conflicts[0]
+
+
+# --- forget me, raced --------------------------------------------------------------------
+
+
+async def test_a_turn_saved_while_forget_me_runs_stays_findable_by_the_next_one(shared: Shared) -> None:
+    """``forget me`` (one instance) has emptied the conversation and is about to delete the
+    user's index entry for it; just then a message of theirs is saved there (another
+    instance). Their new records must stay in the index, so the next ``forget me`` finds them."""
+    forgetting, theirs = instance(shared), instance(shared)
+    adapter = theirs.adapter()
+    await adapter.send("cheese")
+    texts(adapter)
+    membership = keys.membership(CHANNEL, "user-1", "conversation-1")
+    private = keys.private_state(CHANNEL, "conversation-1", "user-1")
+
+    async def a_message_is_saved_first(puts: Sequence[Put]) -> None:
+        if any(put.item_id == membership and put.text is None for put in puts):
+            forgetting.items.before_put = None
+            await adapter.send("ham")
+
+    forgetting.items.before_put = a_message_is_saved_first
+    await forget_user(forgetting.turn_storage.storage, CHANNEL, "user-1")
+    assert texts(adapter) == ["Order: ham"]  # the conversation was theirs alone: it went whole
+    assert {private, membership} <= set(await stored(shared.outside))
+
+    report = await forget_user(forgetting.turn_storage.storage, CHANNEL, "user-1")
+    assert report.conversations == 1
+    left = set(await stored(shared.outside))
+    assert not left & {private, membership, keys.user_state(CHANNEL, "user-1")}, left
 
 
 # --- one read round, one write -------------------------------------------------------------

@@ -134,16 +134,20 @@ class StateStorage(Storage):
         partitions = await self._partitions.load(item_ids) if item_ids else {}
         return sorted(key for p in partitions.values() for key in p.records if key.startswith(prefix))
 
-    async def rewrite(self, item_id: str, edit: Callable[[Partition], Tuple[Partition, T]]) -> T:
+    async def rewrite(
+        self, item_id: str, edit: Callable[..., Tuple[Partition, T]], read_with: Sequence[str] = ()
+    ) -> T:
         """Apply ``edit`` to a partition as stored (readable or not) and write the result
         back under its e_tag, again on conflict; ``edit`` returns the new partition and a
-        result to hand back. For maintenance such as ``forget me``, not for turns."""
+        result to hand back. The ``read_with`` partitions are read in the same round and
+        passed to ``edit`` after it. For maintenance such as ``forget me``, not for turns."""
         for attempt in range(MERGE_ATTEMPTS * 2):
-            current = (await self._partitions.load([item_id]))[item_id]
+            loaded = await self._partitions.load([item_id, *read_with])
+            current = loaded[item_id]
             if current.pending is not None:
                 await asyncio.sleep(0.05 * 2**attempt)  # a commit in flight: let it land
                 continue
-            updated, result = edit(current)
+            updated, result = edit(current, *(loaded[other] for other in read_with))
             if updated != current:
                 try:
                     await self._partitions.put(updated, current)

@@ -22,7 +22,6 @@ from botbuilder.schema import Activity, ActivityTypes, ResourceResponse
 
 from .. import keys
 from ..activity_json import copy_model
-from ..conditions import ABSENT
 from ..errors import (
     ItemTooLargeError,
     PreconditionFailedError,
@@ -235,7 +234,9 @@ class TurnRunner(Bot):
 
     def _changes(self, context: TurnContext, snapshot: AttemptSnapshot) -> List[Change]:
         """Every changed scope and held-back write, each conditional on its first read.
-        The user's membership of the conversation is noted with the first of their records."""
+        The user's membership of the conversation is noted with the first of their records,
+        and again whenever they are not among its participants (``forget me`` may be
+        taking them out right now: their index entry must then stay, or come back)."""
         changes: Dict[str, Change] = {}
         for state in self._states:
             cached = state.get_cached_state(context)
@@ -253,9 +254,12 @@ class TurnRunner(Bot):
         writes_here = any(
             not change.delete and keys.partition_of(key) == conversation for key, change in changes.items()
         )
-        if writes_here and membership not in changes and not snapshot.exists(membership):
-            changes[membership] = Change(membership, {"conversation": ids.conversation}, ABSENT)
-            changes.update(self._joined(ids, snapshot))
+        if writes_here and membership not in changes:
+            joined = self._joined(ids, snapshot)
+            if joined or not snapshot.exists(membership):
+                entry = {"conversation": ids.conversation}
+                changes[membership] = Change(membership, entry, snapshot.condition_for(membership))
+                changes.update(joined)
         return sorted(changes.values(), key=lambda change: keys.partition_of(change.key) != conversation)
 
     @staticmethod
