@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import signal
 import sqlite3
 import struct
 import sys
@@ -228,6 +229,9 @@ def frames(stream: BinaryIO) -> Iterator[bytes]:
 
 
 def main() -> None:
+    # Ctrl+C reaches every process of the terminal: the bot decides when this one ends
+    # (by closing its stdin), after the turns it is finishing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     path, busy_timeout, commits_per_checkpoint = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
     store = Store(path, busy_timeout, commits_per_checkpoint)
     out, out_lock = sys.stdout.buffer, threading.Lock()
