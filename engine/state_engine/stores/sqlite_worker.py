@@ -96,7 +96,9 @@ class PreconditionFailed(Exception):
     """A write's condition did not hold: nothing of the call was written."""
 
 
-def statement(item_id: str, text: Optional[str], expect: str, e_tag: Optional[str], new_etag: Optional[str]) -> Tuple[str, Tuple[Optional[str], ...]]:
+def statement(
+    item_id: str, text: Optional[str], expect: str, e_tag: Optional[str], new_etag: Optional[str]
+) -> Tuple[str, Tuple[Optional[str], ...]]:
     """The statement that writes (``text``) or deletes (None) one item only if its
     condition holds (``expect``: anything, absent or match ``e_tag``), and its parameters."""
     if text is None:
@@ -112,8 +114,7 @@ def statement(item_id: str, text: Optional[str], expect: str, e_tag: Optional[st
 
 def _write_one(connection: sqlite3.Connection, fields: Sequence[Optional[str]]) -> None:
     item_id, text, expect, e_tag, new_etag = fields
-    assert item_id is not None and expect is not None
-    written = connection.execute(*statement(item_id, text, expect, e_tag, new_etag)).rowcount
+    written = connection.execute(*statement(item_id or "", text, expect or "", e_tag, new_etag)).rowcount
     if not written and expect != "anything":
         raise PreconditionFailed(item_id)
 
@@ -204,10 +205,19 @@ def _outcome(call: Callable[[], Fields]) -> Fields:
         return [FAILED, str(error)]
 
 
-def _serve_lane(store: Store, writes: bool, calls: "queue.SimpleQueue[Optional[Fields]]", answer: Callable[[Fields], None]) -> None:
+#: The calls the store takes, by name.
+OPERATIONS: Dict[str, Callable[[Store, sqlite3.Connection, Fields], Fields]] = {
+    "get": Store.get, "put": Store.put, "list": Store.list, "ping": Store.ping,
+}
+
+
+def _serve_lane(
+    store: Store, writes: bool, calls: "queue.SimpleQueue[Optional[Fields]]", answer: Callable[[Fields], None]
+) -> None:
+    """Take the lane's calls in order, on a connection of its own, until told to stop (None)."""
     connection: Optional[sqlite3.Connection] = None
     while (call := calls.get()) is not None:
-        call_id, operation, args = call[0], call[2], call[3:]
+        call_id, operation, args = call[0], OPERATIONS[call[2] or ""], call[3:]
         if connection is None:
             try:
                 connection = store.connect(writes)
@@ -215,8 +225,7 @@ def _serve_lane(store: Store, writes: bool, calls: "queue.SimpleQueue[Optional[F
                 answer([call_id, CONFIGURATION, f"cannot open the database ({error})"])
                 continue
         opened = connection
-        method: Callable[[sqlite3.Connection, Fields], Fields] = getattr(store, operation or "")
-        answer([call_id, *_outcome(lambda: method(opened, args))])
+        answer([call_id, *_outcome(lambda: operation(store, opened, args))])
     if connection is not None:
         connection.close()
 
@@ -241,7 +250,9 @@ def main() -> None:
             out.write(pack(fields))
             out.flush()
 
-    lanes: Dict[str, "queue.SimpleQueue[Optional[Fields]]"] = {READS: queue.SimpleQueue(), WRITES: queue.SimpleQueue()}
+    lanes: Dict[str, "queue.SimpleQueue[Optional[Fields]]"] = {
+        READS: queue.SimpleQueue(), WRITES: queue.SimpleQueue()
+    }
     threads = [
         threading.Thread(target=_serve_lane, args=(store, lane == WRITES, calls, answer), daemon=True)
         for lane, calls in lanes.items()
