@@ -23,7 +23,7 @@ from state_engine.errors import (
 )
 from state_engine.stores import StateStorage, sqlite_storage
 from state_engine.stores.items import Put
-from state_engine.stores.sqlite import SqliteItems, SqliteSettings
+from state_engine.stores.sqlite import RESTART_SECONDS, SqliteItems, SqliteSettings
 from state_engine.testing.loop_lag import max_loop_lag
 from state_engine.testing.plugin import FreezableDisk, fill
 from state_engine.testing.sqlite_lock import WriteLock
@@ -237,12 +237,30 @@ async def test_a_worker_process_that_ended_is_started_again(tmp_path: Path) -> N
         await storage.write({"order": ORDER})
         first = items.worker_pid
         assert first is not None
+        await asyncio.sleep(RESTART_SECONDS)  # it ran a while: not one that cannot run
         os.kill(first, signal.SIGKILL)
         await asyncio.sleep(0.2)  # its end is seen
         assert await toppings(storage) == ["olives"]
         assert items.worker_pid not in (None, first)
     finally:
         await storage.close()
+
+
+async def test_a_worker_that_cannot_run_is_started_once_a_second_at_most(tmp_path: Path) -> None:
+    """Every call fails, as unavailable, without a process started for each."""
+    starts = tmp_path / "starts"
+    script = tmp_path / "broken_worker.py"
+    script.write_text(f"open({str(starts)!r}, 'a').write('x')\nraise SystemExit(1)\n")
+    items = SqliteItems(SqliteSettings(str(tmp_path / "state.sqlite3")))
+    items.worker_script = script
+    try:
+        for _ in range(20):
+            with pytest.raises(StorageUnavailableError):
+                await items.get(["order"])
+            await asyncio.sleep(0.02)
+    finally:
+        await items.close()
+    assert 1 <= len(starts.read_text()) <= 2, f"started {len(starts.read_text())} times in 0.4 s"
 
 
 # --- a full disk ----------------------------------------------------------------------------

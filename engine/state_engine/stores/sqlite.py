@@ -38,6 +38,9 @@ _LOW_DISK_BYTES = 4 * 1024 * 1024
 DISK_GRACE_SECONDS = 1.0
 #: How long the worker may take to finish its calls when the store closes.
 _CLOSE_SECONDS = 2.0
+#: A worker that ended sooner than this after it started is not started again before then
+#: (one that cannot run must not be started for every call).
+RESTART_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class _Worker:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self._process = process
+        self.started = time.monotonic()
         self._calls: Dict[str, _Call] = {}
         self._ids = 0
         assert process.stdout is not None
@@ -184,6 +188,10 @@ class SqliteItems(ItemStore):
             return self._worker
         async with self._starting:
             if self._worker is None or not self._worker.alive:
+                if self._worker is not None and time.monotonic() - self._worker.started < RESTART_SECONDS:
+                    raise StorageUnavailableError(
+                        f"SQLite store {self._path}: its worker process ended as soon as it started"
+                    )
                 arguments = [str(self._path), str(self._busy_timeout), str(self.commits_per_checkpoint)]
                 try:
                     process = await asyncio.create_subprocess_exec(
