@@ -217,7 +217,7 @@ class SqliteItems(ItemStore):
                 f"SQLITE_PATH={self._path}: the disk did not answer within {self._call_timeout:g} s"
                 if isinstance(error, TimeoutError) else f"SQLite store {self._path}: {error}"
             )
-            if lane == worker.WRITES:
+            if operation == "put":
                 raise WriteOutcomeUnknownError(f"{detail}; the write may still land") from None
             raise StorageUnavailableError(detail) from None
         if kind != worker.OK:
