@@ -107,7 +107,8 @@ class Result:
 
     @property
     def cpu_ms_per_turn(self) -> float:
-        """The measured process's CPU per turn (all its threads), over every round."""
+        """The measured process's CPU per turn (all its threads and worker processes),
+        over every round."""
         turns = self.storage.get("turns", 0)
         return 1000 * self.storage["cpu_seconds"] / turns if turns else float("nan")
 
