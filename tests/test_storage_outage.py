@@ -169,7 +169,12 @@ def test_a_save_that_got_no_answer_is_settled_and_the_user_told_the_truth(
         proxy.lose_answer()  # the usual turn's one write: its conversation's partition
         assert client.say("add ham", user_id="ann") == ["Added ham. Order: cheese, ham"]
         proxy.lose_answer(skip=1)  # a first message: the membership marker, then the commit
+        sent = len(proxy.writes)
         assert client.say("add olives", user_id="bo") == ["Added olives. Order: cheese, ham, olives"]
+        give_up = time.monotonic() + DEADLINE
+        while len(proxy.writes) < sent + 3:  # the marker's roll forward, after the replies
+            assert time.monotonic() < give_up, proxy.writes[sent:]
+            time.sleep(0.05)
 
         proxy.hold_write(DEADLINE)  # well past one call's timeout (a quarter of the deadline)
         assert client.say("add basil", user_id="ann") == [MESSAGES.unavailable]
