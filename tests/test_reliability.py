@@ -58,8 +58,8 @@ def test_a_frozen_disk_costs_a_turn_its_deadline_at_most_and_healthz_names_it(
     freezable_disk: FreezableDisk,
 ) -> None:
     """The SQLite file's disk stops taking writes. Every turn still ends within the
-    deadline with a message that tells the truth, /healthz says 503 at once, and the
-    process keeps serving; thawed, every conversation goes on where it was."""
+    deadline with a message that tells the truth, /healthz says 503 within one store
+    call's time, and the process keeps serving; thawed, every conversation goes on where it was."""
     env = {"STORAGE": "sqlite", "SQLITE_PATH": str(freezable_disk.path / "state.sqlite3"),
            "TURN_DEADLINE_SECONDS": str(DEADLINE)}
     with ChannelServer() as channel, BotProcess(env) as bot:

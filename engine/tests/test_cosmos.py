@@ -32,14 +32,12 @@ from state_engine.stores import StateStorage, create_storage, open_items, read_b
 from state_engine.stores.cosmos import CosmosSettings
 from state_engine.stores.cosmos_rest import CosmosRequests, SessionTokens, master_key_token
 from state_engine.testing.emulators import COSMOS_EMULATOR_KEY, CosmosEmulator, start_cosmos, unique_name
-from state_engine.testing.local_app import ThreadedServer
+from state_engine.testing.local_app import ThreadedServer, forward
 from state_engine.testing.loop_lag import max_loop_lag
 
 EnvFor = Callable[[str], Dict[str, str]]
 THROUGHPUT = "x-ms-offer-throughput"
 AUTOSCALE = "x-ms-cosmos-offer-autopilot-settings"
-# Headers that belong to one hop, not to the request being forwarded.
-HOP_HEADERS = {"host", "connection", "keep-alive", "content-length", "transfer-encoding"}
 
 
 @dataclass
@@ -110,15 +108,12 @@ class CosmosProxy:
             self.refused.append(recorded)
             status, code, message = refusal
             return web.json_response({"code": code, "message": message}, status=status)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        url = self.upstream.rstrip("/") + request.path_qs
         assert self._server.session is not None
-        async with self._server.session.request(request.method, url, headers=headers, data=body) as answer:
-            kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
-            if self.session_tokens and recorded.is_item_call and recorded.method != "GET":
-                self._lsn += 1
-                kept["x-ms-session-token"] = f"0:-1#{self._lsn}"
-            return web.Response(status=answer.status, body=await answer.read(), headers=kept)
+        answer = await forward(self._server.session, request, self.upstream.rstrip("/") + request.path_qs, body)
+        if self.session_tokens and recorded.is_item_call and recorded.method != "GET":
+            self._lsn += 1
+            answer.headers["x-ms-session-token"] = f"0:-1#{self._lsn}"
+        return answer
 
     def _refusal(self, request: Recorded) -> Optional[tuple[int, str, str]]:
         """The answer Azure gives such an account, or None to forward the request."""

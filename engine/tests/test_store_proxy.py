@@ -15,11 +15,10 @@ from yarl import URL
 from state_engine.conditions import ABSENT
 from state_engine.stores import open_items, read_backend_settings
 from state_engine.stores.items import Put
-from state_engine.testing.local_app import serving
+from state_engine.testing.fault_proxy import upstream_of
+from state_engine.testing.local_app import forward, serving
 
 EnvFor = Callable[[str], Dict[str, str]]
-_ENDPOINT = {"cosmos": "COSMOS_DB_URI", "blob": "BLOB_CONNECTION_STRING", "table": "TABLE_CONNECTION_STRING"}
-_HOP_BY_HOP = ("host", "content-length", "connection", "proxy-connection", "proxy-authorization", "transfer-encoding")
 
 
 @dataclass
@@ -32,21 +31,8 @@ class ForwardingProxy:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.methods.append(request.method)
         self.origins.append(str(request.url.origin()))
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
         async with aiohttp.ClientSession(auto_decompress=False) as session:
-            async with session.request(
-                request.method, URL(str(request.url), encoded=True), headers=headers,
-                data=await request.read(), skip_auto_headers=("Content-Type",),
-            ) as answer:
-                kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_BY_HOP}
-                return web.Response(status=answer.status, body=await answer.read(), headers=kept)
-
-
-def _origin(env: Dict[str, str], name: str) -> str:
-    value = env[_ENDPOINT[name]]
-    if name != "cosmos":
-        value = dict(part.split("=", 1) for part in value.split(";") if part)[f"{name.capitalize()}Endpoint"]
-    return str(URL(value).origin())
+            return await forward(session, request, URL(str(request.url), encoded=True), await request.read())
 
 
 @pytest.mark.parametrize("name", ["cosmos", "blob", "table"])
@@ -69,7 +55,7 @@ async def test_a_store_behind_a_proxy_sends_everything_through_it(
             await items.ping()
         finally:
             await items.close()
-        assert set(proxy.origins) == {_origin(env, name)}
+        assert set(proxy.origins) == {upstream_of(env)}
         assert {"GET"} < set(proxy.methods)
 
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")

@@ -15,10 +15,8 @@ from typing import Dict, List, Optional
 from aiohttp import web
 
 from .backends import HOOKS
-from .local_app import ThreadedServer
+from .local_app import ThreadedServer, forward
 
-# Headers that belong to one hop, not to the request being forwarded.
-_HOP_HEADERS = {"host", "connection", "keep-alive", "content-length", "transfer-encoding"}
 _WRITE_METHODS = {"PUT", "POST", "DELETE", "PATCH", "MERGE"}
 _LOOPBACK_ORIGIN = re.compile(r"http://127\.0\.0\.1:\d+")
 
@@ -92,20 +90,14 @@ class FaultProxy:
         fault = self._fault_for(request)
         if fault is not None and fault.hold_seconds:
             await asyncio.sleep(fault.hold_seconds)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
         if request.method in _WRITE_METHODS:
             self.writes.append(f"{request.method} {request.path}")
         assert self._server.session is not None
-        async with self._server.session.request(
-            request.method, self.upstream + request.path_qs, headers=headers, data=body,
-            skip_auto_headers=("Content-Type",),  # one aiohttp would add is not signed
-        ) as answer:
-            content = await answer.read()
-            if fault is not None and fault.lose_answer:
-                self._cut = fault.then_cut
-                return _unanswered(request)
-            kept = {k: v for k, v in answer.headers.items() if k.lower() not in _HOP_HEADERS}
-            return web.Response(status=answer.status, body=content, headers=kept)
+        answer = await forward(self._server.session, request, self.upstream + request.path_qs, body)
+        if fault is not None and fault.lose_answer:
+            self._cut = fault.then_cut
+            return _unanswered(request)
+        return answer
 
 
 def _unanswered(request: web.Request) -> web.StreamResponse:

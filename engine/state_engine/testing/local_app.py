@@ -11,12 +11,18 @@ import asyncio
 import contextlib
 import socket
 import threading
-from typing import AsyncIterator, Awaitable, Callable, Optional
+from typing import AsyncIterator, Awaitable, Callable, Optional, Union
 
 import aiohttp
 from aiohttp import web
+from yarl import URL
 
 Handle = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Headers that belong to one hop of a connection: a proxy never passes them on.
+HOP_HEADERS = frozenset(
+    {"host", "connection", "keep-alive", "content-length", "transfer-encoding", "proxy-connection",
+     "proxy-authorization"}
+)
 
 
 @contextlib.asynccontextmanager
@@ -33,6 +39,20 @@ async def serving(handle: Handle) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+async def forward(
+    session: aiohttp.ClientSession, request: web.Request, url: Union[str, URL], body: bytes
+) -> web.Response:
+    """``request`` (its ``body`` read already) sent on to ``url``, and the answer to send
+    back: the headers of one hop left out both ways, and none added that a signature of
+    the request would not cover."""
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
+    async with session.request(
+        request.method, url, headers=headers, data=body, skip_auto_headers=("Content-Type",)
+    ) as answer:
+        kept = {k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS}
+        return web.Response(status=answer.status, body=await answer.read(), headers=kept)
 
 
 class ThreadedServer:

@@ -50,18 +50,21 @@ def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str
     return env_for
 
 
+def _run_or_skip(command: List[str], why: str) -> None:
+    """Run ``command``; skip the test, saying ``why``, if it is missing or refused (root only)."""
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"no `{command[0]}` command: {why}")
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"{why}: {' '.join(command)} failed ({done.stderr.strip()})")
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs of our own, to fill without filling the machine's disk."""
     folder = tmp_path / "small-disk"
     folder.mkdir()
-    if shutil.which("mount") is None:
-        pytest.skip("no `mount` command: cannot make a small disk to fill")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"mounting a tmpfs is not permitted here (needs root): {mounted.stderr.strip()}")
+    _run_or_skip(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(folder)], "cannot make a small disk to fill")
     try:
         yield folder
     finally:
@@ -83,27 +86,18 @@ class FreezableDisk:
         subprocess.run(["fsfreeze", "--unfreeze", str(self.path)], capture_output=True)
 
 
-def _run_or_skip(command: List[str], why: str) -> None:
-    if shutil.which(command[0]) is None:
-        pytest.skip(f"no `{command[0]}` command: {why}")
-    done = subprocess.run(command, capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"{why}: {' '.join(command)} failed ({done.stderr.strip()})")
-
-
 @pytest.fixture
 def freezable_disk(tmp_path: Path) -> Iterator[FreezableDisk]:
     """A 64 MiB ext4 file system of our own, in a file mounted as a loop device (tests run
     as root); thawed and unmounted afterwards, whatever the test left."""
+    if shutil.which("fsfreeze") is None:
+        pytest.skip("no `fsfreeze` command: cannot freeze a file system")
     image, folder = tmp_path / "disk.img", tmp_path / "freezable-disk"
     folder.mkdir()
     why = "cannot make a file system to freeze"
     _run_or_skip(["truncate", "--size=64M", str(image)], why)
     _run_or_skip(["mkfs.ext4", "-q", "-F", str(image)], why)
     _run_or_skip(["mount", "-o", "loop", str(image), str(folder)], why)
-    if shutil.which("fsfreeze") is None:
-        subprocess.run(["umount", str(folder)], check=True)
-        pytest.skip("no `fsfreeze` command: cannot freeze a file system")
     disk = FreezableDisk(folder)
     try:
         yield disk
