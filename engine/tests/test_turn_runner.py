@@ -22,7 +22,7 @@ from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, Conversat
 from state_engine import keys
 from state_engine.codec import register_dataclass
 from state_engine.conditions import ABSENT, Expect
-from state_engine.errors import StorageUnavailableError
+from state_engine.errors import StorageUnavailableError, WriteOutcomeUnknownError
 from state_engine.forget import forget_user
 from state_engine.state import ConversationState, PrivateConversationState, UserState
 from state_engine.stores import StateStorage, open_items, read_backend_settings
@@ -459,6 +459,54 @@ async def test_a_write_that_hangs_is_unsure_within_the_deadline(shared: Shared) 
     ours.items.before_put = None
     await asyncio.wait_for(adapter.send("ham"), 1)
     assert texts(adapter) == ["Order: cheese, ham"]
+
+
+def answer_lost(ours: Instance, shared: Shared, lands: bool) -> PutHook:
+    """Our save of the conversation gets no answer (it ``lands``, or not), and before it
+    is settled another instance adds a topping and saves."""
+    rival = rival_adds(shared, budget=1)
+    lost = False
+
+    async def lose(puts: Sequence[Put]) -> None:
+        nonlocal lost
+        if lost or CONVERSATION not in (put.item_id for put in puts):
+            return
+        lost = True
+        if lands:
+            await ours.items.inner.put_all(puts) if len(puts) > 1 else await ours.items.inner.put(puts[0])
+        await rival(puts)
+        raise WriteOutcomeUnknownError("the connection closed before the answer")
+
+    return lose
+
+
+async def test_a_save_whose_answer_was_lost_counts_once_though_another_instance_saved_since(
+    shared: Shared,
+) -> None:
+    """Read back, the conversation has moved on, but it keeps records only our save wrote:
+    it landed. Its replies go out, and nothing is saved twice."""
+    ours = instance(shared)
+    adapter, _ = await after_one_turn(ours)
+
+    ours.items.before_put = answer_lost(ours, shared, lands=True)
+    await adapter.send("ham")
+    assert texts(adapter) == ["Order: cheese, ham"]
+    assert await toppings(shared) == ["cheese", "ham", "rival-1"]
+
+
+async def test_a_save_whose_answer_was_lost_and_that_another_save_overtook_is_not_confirmed(
+    shared: Shared,
+) -> None:
+    """Read back, the conversation has moved on and holds nothing of our save: it did not
+    land, or was overwritten whole. The user is told that it cannot be confirmed, and it
+    is not sent again."""
+    ours = instance(shared)
+    adapter, _ = await after_one_turn(ours)
+
+    ours.items.before_put = answer_lost(ours, shared, lands=False)
+    await adapter.send("ham")
+    assert texts(adapter) == [MESSAGES.unsure]
+    assert await toppings(shared) == ["cheese", "rival-1"]
 
 
 # --- the bot misbehaves -----------------------------------------------------------------------
