@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Iterable, List, Protocol, Set, Tuple, runtime_checkable
+from typing import Iterable, List, Optional, Protocol, Set, Tuple, runtime_checkable
 
 from . import codec, keys
 from .errors import UnsafeDocumentError
@@ -81,7 +81,7 @@ def _entry_emptied(
     is deleted only if it is still as read."""
     conversation = home.item_id[len(keys.conversation_state(channel, "")) :]
     try:
-        back = user in _participants(home, channel, conversation)
+        back = user in participants(home.records.get(keys.PARTICIPANTS.key(channel, conversation)))
     except (UnsafeDocumentError, AttributeError, TypeError):
         back = False  # an unreadable record was planted since: it holds nothing of theirs we could find
     return (entry, ForgetReport()) if back else _emptied(entry)
@@ -146,13 +146,13 @@ def _others(partition: Partition, channel: str, conversation: str, user: str) ->
     """Does anyone but ``user`` have records here (by the participants record or a private state)?"""
     users = {keys.user_of_private_key(channel, conversation, key) for key in partition.records} - {None}
     try:
-        users.update(_participants(partition, channel, conversation))
+        users.update(participants(partition.records.get(keys.PARTICIPANTS.key(channel, conversation))))
     except (UnsafeDocumentError, AttributeError, TypeError):
         return True  # cannot tell who else is here: keep what is shared
     return bool(users - {user})
 
 
-def _participants(partition: Partition, channel: str, conversation: str) -> List[str]:
-    """Who the conversation's participants record lists (none if it has none)."""
-    record = partition.records.get(keys.PARTICIPANTS.key(channel, conversation))
+def participants(record: Optional[Record]) -> List[str]:
+    """Who a conversation's participants record (``keys.PARTICIPANTS``) lists; nobody when
+    there is none. The turn runner keeps it; ``forget me`` asks it who else is there."""
     return [] if record is None else list(decode_record("participants", record).get("users", []))

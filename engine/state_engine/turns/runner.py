@@ -29,7 +29,8 @@ from ..errors import (
     UnsafeDocumentError,
     WriteOutcomeUnknownError,
 )
-from ..stores.state_storage import Change, decode_record
+from ..forget import participants
+from ..stores.state_storage import Change
 from .dialog_memory import TURN_STATE_KEY, dialog_memory
 from .turn_storage import AttemptSnapshot, TurnScopedStorage
 
@@ -264,10 +265,9 @@ class TurnRunner(Bot):
 
     @staticmethod
     def _joined(ids: keys.TurnIds, snapshot: AttemptSnapshot) -> Dict[str, Change]:
-        """The conversation's participants with this user added (written with their first record)."""
+        """The conversation's participants with this user added, if they are not listed."""
         key = keys.PARTICIPANTS.key(ids.channel, ids.conversation)
-        record = snapshot.read.get(key)
-        users = list(decode_record(key, record).get("users", [])) if record is not None else []
+        users = participants(snapshot.read.get(key))
         if ids.user in users:
             return {}
         return {key: Change(key, {"users": users + [ids.user]}, snapshot.condition_for(key))}
