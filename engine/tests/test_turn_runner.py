@@ -1,7 +1,7 @@
-"""The turn runner through the SDK's TestAdapter, on memory, SQLite and Table storage (no
-atomic batch there: the commit protocol). Each bot instance has its own StateStorage over the
-same real items; ``Tapped`` runs a rival's write or a fault at a precise point of a read or a
-write, so every interleaving is deterministic."""
+"""The turn runner through the SDK's TestAdapter, on every backend (the cloud stores have no
+atomic write across partitions: the commit protocol). Each bot instance has its own
+StateStorage over the same real items; ``Tapped`` runs a rival's write or a fault at a precise
+point of a read or a write, so every interleaving is deterministic."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from state_engine.conditions import ABSENT, Expect
 from state_engine.errors import StorageUnavailableError, WriteOutcomeUnknownError
 from state_engine.forget import forget_user
 from state_engine.state import ConversationState, PrivateConversationState, UserState
-from state_engine.stores import StateStorage, open_items, read_backend_settings
+from state_engine.stores import BACKENDS, StateStorage, open_items, read_backend_settings, transactions
 from state_engine.stores.items import Item, ItemStore, Put
 from state_engine.stores.memory import MemoryItems
 from state_engine.stores.partition import Record, parse
@@ -160,7 +160,7 @@ class Shared:
             await items.close()
 
 
-@pytest.fixture(params=["memory", "sqlite", "table"])
+@pytest.fixture(params=list(BACKENDS))
 async def shared(
     request: pytest.FixtureRequest, backend_env: Callable[[str], Dict[str, str]]
 ) -> AsyncIterator[Shared]:
@@ -213,7 +213,9 @@ def texts(adapter: TestAdapter) -> List[str]:
 
 
 async def stored(items: ItemStore) -> Dict[str, Record]:
-    """Every stored record with its e_tag, straight from the items (to compare before and after)."""
+    """Every stored record with its e_tag, straight from the items (to compare before and after),
+    once the roll-forwards of earlier commits have landed."""
+    await transactions.settle()
     item_ids = await items.list_ids("")
     found = await items.get(item_ids)
     records: Dict[str, Record] = {}
