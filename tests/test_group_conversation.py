@@ -1,18 +1,22 @@
-"""A group conversation over HTTP, with the real bot process: three users talk
-at once. The dialog stack and the "asked for your name" flag are private
-conversation state, so each user's answers reach only their own questions;
-the pizza order is conversation state, shared by all three."""
+"""A group conversation over HTTP, with the real bot process, on every persistent store:
+three users talk at once. The dialog stack and the "asked for your name" flag are private
+conversation state, so each user's answers reach only their own questions; the pizza order
+is conversation state, shared by all three."""
 
 from __future__ import annotations
 
+import pytest
+
 from bots.state_bot import WELCOME
+from state_engine.testing.backends import PERSISTENT
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
 
 ASK_AGE = "How old are you? (type 'skip' to leave it out)"
 
 
-def test_each_user_answers_their_own_profile_and_the_order_is_shared(backend_env):
-    with ChannelServer() as channel, BotProcess(backend_env("sqlite")) as bot:
+@pytest.mark.parametrize("backend", PERSISTENT)
+def test_each_user_answers_their_own_profile_and_the_order_is_shared(backend, backend_env):
+    with ChannelServer() as channel, BotProcess(backend_env(backend)) as bot:
         client = EmulatorClient(bot.url, channel)
 
         def say(user: str, text: str) -> list[str]:

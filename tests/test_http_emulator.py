@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from bots.state_bot import WELCOME
+from state_engine.testing.backends import PERSISTENT
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "cosmos", "blob", "table"])
+@pytest.mark.parametrize("backend", PERSISTENT)
 def test_conversation_and_dialog_survive_a_restart(backend, backend_env):
     """The docs' conversation on each persistent store, with the bot process
     stopped and started again half-way through a dialog."""

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterator, Tuple, TypeVar
 import pytest
 
 from data_models import UTTERANCE_LOG
-from state_engine.testing.backends import HOOKS, PERSISTENT, backend_env, read_back
+from state_engine.testing.backends import CLOUD, HOOKS, backend_env, read_back
 from state_engine.testing.emulators import Emulator, start_azurite, start_cosmos
 from state_engine.testing.fault_proxy import FaultProxy, through, upstream_of
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
@@ -29,7 +29,6 @@ from state_engine.turns import TurnMessages
 BUSY_TIMEOUT = 0.5
 DEADLINE = 4.0
 MESSAGES = TurnMessages()
-CLOUD = [name for name in PERSISTENT if HOOKS[name].emulator]
 T = TypeVar("T")
 
 

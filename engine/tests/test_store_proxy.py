@@ -15,6 +15,7 @@ from yarl import URL
 from state_engine.conditions import ABSENT
 from state_engine.stores import open_items, read_backend_settings
 from state_engine.stores.items import Put
+from state_engine.testing.backends import CLOUD
 from state_engine.testing.fault_proxy import upstream_of
 from state_engine.testing.local_app import forward, serving
 
@@ -35,7 +36,7 @@ class ForwardingProxy:
             return await forward(session, request, URL(str(request.url), encoded=True), await request.read())
 
 
-@pytest.mark.parametrize("name", ["cosmos", "blob", "table"])
+@pytest.mark.parametrize("name", CLOUD)
 async def test_a_store_behind_a_proxy_sends_everything_through_it(
     backend_env: EnvFor, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:

@@ -17,11 +17,10 @@ from state_engine.conditions import if_match
 from state_engine.errors import StorageUnavailableError, WriteOutcomeUnknownError
 from state_engine.stores import StateStorage, open_items, read_backend_settings
 from state_engine.stores.state_storage import Change
-from state_engine.testing.backends import HOOKS, PERSISTENT
+from state_engine.testing.backends import CLOUD
 from state_engine.testing.fault_proxy import FaultProxy, through, upstream_of
 
 EnvFor = Callable[[str], Dict[str, str]]
-CLOUD = [name for name in PERSISTENT if HOOKS[name].emulator]
 #: Each item call's timeout here; a held write is let through well after it.
 CALL_TIMEOUT = 0.5
 HOLD = 1.5

@@ -137,6 +137,8 @@ HOOKS: Dict[str, BackendHooks] = {
 }
 #: Backends that keep data outside the test process (what a second bot process can share).
 PERSISTENT = [name for name in HOOKS if name != "memory"]
+#: Backends behind an emulator: a server reached over HTTP, which a fault proxy can stand in front of.
+CLOUD = [name for name in PERSISTENT if HOOKS[name].emulator]
 
 
 def backend_env(name: str, emulator: Optional[Emulator] = None, folder: Optional[Path] = None) -> Dict[str, str]:
