@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from bench.driver import Driver, LoadResult, activity, echo_plan, shared_plan
+from state_engine.testing.backends import CLOUD
 from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, free_port, http_get
 from state_engine.testing.processes import LoggedProcess
 
@@ -42,7 +43,6 @@ PACED_SECONDS = 1.5
 SOLO_SECONDS = 1.0
 FIRST_ALONE = 15
 LATENCIES_MS = (0, 10)
-CLOUD = ("cosmos", "blob", "table")
 #: The deployment templates' startup command (tests/test_deployment_templates.py checks
 #: the templates against the same text); the bench binds 127.0.0.1 and sets --workers.
 STARTUP_COMMAND = "gunicorn --bind 0.0.0.0 --worker-class aiohttp.worker.GunicornWebWorker --timeout 600 app:APP"
