@@ -80,6 +80,7 @@ def create_app(config: DefaultConfig) -> web.Application:
         routes.RouteSettings(
             backend=config.STORAGE,
             max_request_bytes=config.MAX_REQUEST_BYTES,
+            max_turns=config.MAX_CONCURRENT_TURNS,
             dev_state=config.DEV_STATE_ENDPOINT,
         ),
         closing=[authentication.close],

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional
 from dotenv import load_dotenv
 
 from state_engine.hosting.identity import check_identity, check_openid_metadata
+from state_engine.hosting.messages import MAX_TURNS
 from state_engine.settings import field_for, read_settings, setting
 from state_engine.stores import STORAGE, read_backend_settings
 from state_engine.stores.sqlite import SqliteSettings
@@ -89,6 +90,11 @@ class DefaultConfig:
         "MAX_REQUEST_BYTES", int, 256 * 1024,
         "Largest request body /api/messages accepts, in bytes (413 above it).",
         minimum=1024, maximum=16 * 1024 * 1024,
+    )
+    MAX_CONCURRENT_TURNS: int = setting(
+        "MAX_CONCURRENT_TURNS", int, MAX_TURNS,
+        "Turns one bot process runs at once; past it /api/messages answers 503 with Retry-After.",
+        minimum=1, maximum=100_000,
     )
     TURN_DEADLINE_SECONDS: float = setting(
         "TURN_DEADLINE_SECONDS", float, 10.0,

@@ -1,5 +1,5 @@
-"""Always an answer, in time: a channel that never answers, a full disk, a frozen disk, a
-busy conversation.
+"""Always an answer, in time: a channel that never answers, a flood of turns meanwhile, a
+full disk, a frozen disk, a busy conversation.
 
 Real bot processes, a real hung server (accepts, never answers), a real small disk filled
 up, a real file system frozen. The turn deadline is set short so the bounds are seconds,
@@ -8,11 +8,14 @@ not the default ten.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Any, Callable, Dict, List, Tuple
+
+import aiohttp
 
 from state_engine.testing.blackhole import Blackhole
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
@@ -52,6 +55,56 @@ def test_a_channel_that_never_answers_frees_the_conversation_within_the_deadline
         assert replies[0] == "Sam sent: hello"  # the stuck turn was saved before its replies
         assert answered["stuck"] - started < DEADLINE + 2 and answered["status"] < 500 or answered["status"] == 502
         assert hung.accepted >= 1 and bot.alive
+
+
+async def _post_all(url: str, bodies: List[Dict[str, Any]]) -> List[Tuple[int, str, float]]:
+    """Every body posted at once: each answer's status, Retry-After and seconds taken."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+
+        async def post(body: Dict[str, Any]) -> Tuple[int, str, float]:
+            started = time.monotonic()
+            async with session.post(url, json=body, timeout=aiohttp.ClientTimeout(total=60)) as answer:
+                await answer.read()
+                return answer.status, answer.headers.get("Retry-After", ""), time.monotonic() - started
+
+        return await asyncio.gather(*(post(body) for body in bodies))
+
+
+def test_a_flood_while_turns_hang_runs_at_most_the_limit_and_refuses_the_rest_at_once(
+    backend_env: Callable[[str], Dict[str, str]],
+) -> None:
+    """400 conversations at once while their channel never answers: only
+    MAX_CONCURRENT_TURNS turns run (each holds memory until its deadline); every other
+    request is answered 503 with Retry-After at once. /healthz answers meanwhile, and once
+    the hung turns end every slot is free again."""
+    limit, flood = 16, 400
+    env = {**backend_env("sqlite"), "TURN_DEADLINE_SECONDS": str(DEADLINE), "MAX_CONCURRENT_TURNS": str(limit)}
+    with Blackhole() as hung, ChannelServer() as channel, BotProcess(env) as bot:
+        client = EmulatorClient(bot.url, channel)
+        bodies = [client.activity(text="hi", conversation_id=f"flood-{n}", serviceUrl=hung.url) for n in range(flood)]
+
+        async def flood_and_check_health() -> Tuple[List[Tuple[int, str, float]], Tuple[int, bytes], float]:
+            answers = asyncio.create_task(_post_all(f"{bot.url}/api/messages", bodies))
+            await asyncio.sleep(1.0)
+            started = time.monotonic()
+            health = await asyncio.to_thread(http_get, f"{bot.url}/healthz")
+            health_seconds = time.monotonic() - started
+            return await answers, health, health_seconds
+
+        answers, health, health_seconds = asyncio.run(flood_and_check_health())
+        refused = [(retry, seconds) for status, retry, seconds in answers if status == 503]
+        ran = [(status, seconds) for status, _, seconds in answers if status != 503]
+        print(f"\n{len(ran)} turns ran, {len(refused)} refused in at most "
+              f"{max(seconds for _, seconds in refused):.2f} s; /healthz {health[0]} in {health_seconds:.2f} s")
+        assert len(ran) == limit, ran
+        assert all(retry == "1" and seconds < DEADLINE for retry, seconds in refused)
+        assert all(seconds < DEADLINE + 2 for _, seconds in ran)
+        assert health[0] == 200 and health_seconds < DEADLINE
+
+        # Every slot was given back: as many turns at once as the limit all run now.
+        working = [client.activity(text="hi", conversation_id=f"after-{n}") for n in range(limit)]
+        assert [status for status, _, _ in asyncio.run(_post_all(f"{bot.url}/api/messages", working))] == [201] * limit
+        assert bot.alive
 
 
 def test_a_frozen_disk_costs_a_turn_its_deadline_at_most_and_healthz_names_it(

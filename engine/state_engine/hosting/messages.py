@@ -3,12 +3,14 @@
 A bad request gets a 4xx with a one-line reason before any turn runs: too large,
 undecodable or too slow a body, an invalid activity (validation.py), a missing or
 invalid token when the bot has an app id (authentication.py; one accepted is reused until it expires).
+Past ``max_turns`` turns running at once, a request is answered 503 at once (``TurnSlots``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from aiohttp import web
@@ -29,11 +31,19 @@ logger = logging.getLogger(__name__)
 #: A body that has not arrived in full this long after its headers is refused (408):
 #: a client trickling it would otherwise hold a connection and a handler for good.
 BODY_TIMEOUT_SECONDS = 10.0
-
+#: Turns one process runs at once, unless told otherwise (``TurnSlots``).
+MAX_TURNS = 256
 
 
 def _error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
+
+
+def _try_again(reason: str) -> web.Response:
+    """503 with Retry-After: nothing is wrong with the request, the bot cannot take it now."""
+    response = _error(503, reason)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 class BodyRefused(Exception):
@@ -68,6 +78,32 @@ async def read_body(
     except (ConnectionError, web.HTTPException):
         raise BodyRefused(400, "the body could not be read") from None
     return bytes(body)
+
+
+@dataclass
+class TurnSlots:
+    """The turns this process runs at once, up to ``limit``. A store or channel that hangs
+    holds each turn until its deadline; without a limit, turns arriving meanwhile would
+    pile up (memory, and CPU that the running turns need to end in time). Past the limit a
+    request gets 503 and Retry-After at once, which a channel sends again later."""
+
+    limit: int
+    running: int = 0
+    #: Whether the refusals since the process was last below its limit have been logged.
+    told: bool = False
+
+    def take(self) -> bool:
+        if self.running >= self.limit:
+            if not self.told:
+                logger.warning("%d turns running, the limit: requests get 503 until one ends", self.running)
+                self.told = True
+            return False
+        self.running += 1
+        self.told = False
+        return True
+
+    def give_back(self) -> None:
+        self.running -= 1
 
 
 def invoke_body(body: Any) -> Any:
@@ -105,10 +141,12 @@ def make_messages_handler(
     adapter: CloudAdapterBase,
     bot: Bot,
     max_request_bytes: int,
+    max_turns: int = MAX_TURNS,
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
     checked_tokens: Optional[CheckedTokens] = None,
 ):
     checked_tokens = checked_tokens if checked_tokens is not None else CheckedTokens()
+    slots = TurnSlots(max_turns)
 
     async def messages(request: web.Request) -> web.StreamResponse:
         if request.content_type != "application/json":
@@ -137,20 +175,22 @@ def make_messages_handler(
             return _error(401, "a valid Bot Framework token is required")
         except KeysBusy as error:
             logger.warning("request refused: %s", error)
-            response = _error(503, "too many requests are waiting to be authenticated")
-            response.headers["Retry-After"] = "1"
-            return response
+            return _try_again("too many requests are waiting to be authenticated")
         except Exception as error:  # the SDK's bare Exception, jwt errors, KeysUnavailable
             # Whatever went wrong, this request is not authenticated: no turn runs.
             logger.warning("token could not be validated: %s: %s", type(error).__name__, error)
             return _error(401, "a valid Bot Framework token is required")
 
+        if not slots.take():
+            return _try_again(f"the bot is running {slots.limit} turns already; send it again shortly")
         try:
             invoke_response = await adapter.process_activity(auth_result, activity, bot.on_turn)
         except (ChannelRequestError, ClientRequestError, HttpOperationError) as error:
             # Even on_turn_error could not reach the channel: the fault is upstream.
             logger.warning("replies not delivered to %s: %s", activity.service_url, error)
             return _error(502, "the bot's replies could not be delivered to the channel")
+        finally:
+            slots.give_back()
         if invoke_response is None:
             return web.Response(status=201)
         response_body = invoke_body(invoke_response.body)

@@ -18,16 +18,18 @@ from botbuilder.core.cloud_adapter_base import CloudAdapterBase
 from ..stores.state_storage import StateStorage
 from .errors import json_errors
 from .health import make_health_handler
-from .messages import make_messages_handler
+from .messages import MAX_TURNS, make_messages_handler
 
 
 @dataclass(frozen=True)
 class RouteSettings:
-    """What the routes need to know: the store's name for /healthz, the body limit, and
-    whether the development-only /dev/state route exists (never with an app id)."""
+    """What the routes need to know: the store's name for /healthz, the body limit, how
+    many turns may run at once, and whether the development-only /dev/state route exists
+    (never with an app id)."""
 
     backend: str
     max_request_bytes: int
+    max_turns: int = MAX_TURNS
     dev_state: bool = False
 
 
@@ -39,7 +41,10 @@ def create_web_app(
     closing: Sequence[Callable[[], Awaitable[None]]] = (),
 ) -> web.Application:
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[json_errors])
-    app.router.add_post("/api/messages", make_messages_handler(adapter, bot, settings.max_request_bytes))
+    app.router.add_post(
+        "/api/messages",
+        make_messages_handler(adapter, bot, settings.max_request_bytes, settings.max_turns),
+    )
     app.router.add_get("/healthz", make_health_handler(storage, settings.backend))
     if settings.dev_state:
         from .dev_state import make_dev_state_handler
