@@ -11,6 +11,8 @@ fixed token; everything after that (header, HTTP, channel) is real.
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import Any, AsyncIterator, Dict, List, Optional
 
@@ -321,4 +323,27 @@ async def test_a_token_that_does_not_come_in_time_fails_the_reply_within_the_bud
         await auth.close()
     assert "no token for the bot within 1 s" in str(error)
     assert seconds < 1 + 1.5
+    assert channel.requests == []
+
+
+async def test_a_sign_in_service_that_never_answers_holds_one_thread_and_host_names_still_resolve(
+    channel, monkeypatch: pytest.MonkeyPatch
+):
+    """The SDK's own credentials (MSAL, over requests) reach the sign-in service through a
+    proxy that accepts and never answers. Each reply fails within its budget; all of them
+    wait on one fetch on the sign-in threads, and the event loop's default executor, which
+    resolves host names for every store and channel, stays free."""
+    with Blackhole() as hung:
+        monkeypatch.setenv("HTTPS_PROXY", hung.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+        auth = authentication(APP_ID, SendLimits(budget_seconds=0.5), PasswordServiceClientCredentialFactory)
+        try:
+            for _ in range(10):
+                error, seconds = await _send_timed(auth, channel.url, APP_ID)
+                assert "no token for the bot within 0.5 s" in str(error) and seconds < 0.5 + 1.5
+            assert hung.accepted == 1  # one fetch, shared by every reply
+            assert len([t for t in threading.enumerate() if t.name.startswith("sign-in")]) <= 2  # the pool
+            await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo("localhost", 80), 2)
+        finally:
+            await auth.close()
     assert channel.requests == []
