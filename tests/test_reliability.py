@@ -78,7 +78,8 @@ def test_a_flood_while_turns_hang_runs_at_most_the_limit_and_refuses_the_rest_at
     request is answered 503 with Retry-After at once. /healthz answers meanwhile, and once
     the hung turns end every slot is free again."""
     limit, flood = 16, 400
-    env = {**backend_env("sqlite"), "TURN_DEADLINE_SECONDS": str(DEADLINE), "MAX_CONCURRENT_TURNS": str(limit)}
+    deadline = 2 * DEADLINE  # the hung turns outlast the flood's arrival, even on a busy machine
+    env = {**backend_env("sqlite"), "TURN_DEADLINE_SECONDS": str(deadline), "MAX_CONCURRENT_TURNS": str(limit)}
     with Blackhole() as hung, ChannelServer() as channel, BotProcess(env) as bot:
         client = EmulatorClient(bot.url, channel)
         bodies = [client.activity(text="hi", conversation_id=f"flood-{n}", serviceUrl=hung.url) for n in range(flood)]
@@ -97,8 +98,8 @@ def test_a_flood_while_turns_hang_runs_at_most_the_limit_and_refuses_the_rest_at
         print(f"\n{len(ran)} turns ran, {len(refused)} refused in at most "
               f"{max(seconds for _, seconds in refused):.2f} s; /healthz {health[0]} in {health_seconds:.2f} s")
         assert len(ran) == limit, ran
-        assert all(retry == "1" and seconds < DEADLINE for retry, seconds in refused)
-        assert all(seconds < DEADLINE + 2 for _, seconds in ran)
+        assert all(retry == "1" and seconds < DEADLINE for retry, seconds in refused)  # long before the hung ones end
+        assert all(seconds < deadline + 2 for _, seconds in ran)
         assert health[0] == 200 and health_seconds < DEADLINE
 
         # Every slot was given back: as many turns at once as the limit all run now.
