@@ -12,6 +12,9 @@ fixed token; everything after that (header, HTTP, channel) is real.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from typing import Any, AsyncIterator, Dict, List, Optional
@@ -34,6 +37,7 @@ from botframework.connector.auth import (
 )
 
 from state_engine.hosting.connectors import replies as pooled_replies
+from state_engine.hosting.connectors.bot_token import BotToken, SignInBusy, SignInThreads
 from state_engine.hosting.connectors import (
     SEND_BUDGET_SECONDS,
     ChannelRequestError,
@@ -347,3 +351,56 @@ async def test_a_sign_in_service_that_never_answers_holds_one_thread_and_host_na
         finally:
             await auth.close()
     assert channel.requests == []
+
+
+def test_a_process_whose_sign_in_call_hangs_still_exits():
+    """A turn gives up on a token whose fetch never ends; the process still exits at once
+    (a thread of a ThreadPoolExecutor, the loop's default one included, is joined at exit)."""
+    script = textwrap.dedent(
+        """
+        import asyncio, threading
+        from state_engine.hosting.connectors.bot_token import BotToken
+
+        class Hanging:
+            microsoft_app_id = "app"
+
+            def get_access_token(self, force_refresh=False):
+                threading.Event().wait()
+
+        async def main():
+            try:
+                await asyncio.wait_for(BotToken(Hanging()).header(), 0.2)
+            except TimeoutError:
+                print("gave up")
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=15)
+    assert done.returncode == 0 and done.stdout.strip() == "gave up", done.stderr
+
+
+async def test_with_every_sign_in_thread_held_a_new_fetch_is_refused_at_once():
+    """Two fetches hang (other connectors' tokens); a third does not queue behind them on a
+    thread that may never come free: it is refused at once, naming the sign-in service (the
+    reply sender turns that into a ChannelRequestError)."""
+    release = threading.Event()
+
+    class Hanging:
+        microsoft_app_id = APP_ID
+
+        def get_access_token(self, force_refresh: bool = False) -> str:
+            release.wait()
+            return TOKEN
+
+    threads = SignInThreads(limit=2)
+    held = [BotToken(Hanging(), threads) for _ in range(2)]
+    waiting = [asyncio.ensure_future(token.header()) for token in held]
+    await asyncio.sleep(0.1)
+    try:
+        with pytest.raises(SignInBusy, match="has not answered the last 2 requests"):
+            await BotToken(Hanging(), threads).header()
+    finally:
+        release.set()
+    assert await asyncio.gather(*waiting) == [f"Bearer {TOKEN}"] * 2
+    assert await BotToken(Hanging(), threads).header() == f"Bearer {TOKEN}"  # the threads are free again

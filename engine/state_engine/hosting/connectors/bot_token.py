@@ -4,20 +4,66 @@ credentials, so that the pooled sender authenticates exactly as the SDK's would.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import Callable, Optional, TypeVar
 
 from botframework.connector.auth import AppCredentials, AuthenticationConstants
+
+T = TypeVar("T")
 
 # A token MSAL hands out is valid for at least 5 more minutes; ask again after 1.
 _TOKEN_REUSE_SECONDS = 60.0
 #: A fetch running this long no longer keeps the next one from starting (MSAL's calls to
 #: the sign-in service have no timeout, so a hung one may never end).
 STUCK_SECONDS = 30.0
-#: The threads MSAL's synchronous calls run on: a hung sign-in service holds these at
-#: most, never the event loop's default executor, which also resolves host names.
-_SIGN_IN_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sign-in")
+
+
+class SignInBusy(Exception):
+    """Every sign-in thread is still waiting for the sign-in service."""
+
+
+class SignInThreads:
+    """Daemon threads for MSAL's synchronous calls, at most ``limit`` at once. A hung
+    sign-in service holds these, never the event loop's default executor (which resolves
+    host names for every store and channel), and never keeps the process from exiting."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._running = 0
+        self._lock = threading.Lock()
+
+    def run(self, call: Callable[[], T]) -> "asyncio.Future[T]":
+        loop = asyncio.get_running_loop()
+        future: "asyncio.Future[T]" = loop.create_future()
+        with self._lock:
+            if self._running >= self.limit:
+                raise SignInBusy(f"the sign-in service has not answered the last {self.limit} requests")
+            self._running += 1
+
+        def work() -> None:
+            try:
+                outcome = (future.set_result, call())
+            except BaseException as error:  # handed to the waiting turn, whatever it is
+                outcome = (future.set_exception, error)
+            finally:
+                with self._lock:
+                    self._running -= 1
+            try:
+                loop.call_soon_threadsafe(_settle, future, *outcome)
+            except RuntimeError:
+                pass  # the loop has closed: nobody is waiting any more
+
+        threading.Thread(target=work, name="sign-in", daemon=True).start()
+        return future
+
+
+def _settle(future: "asyncio.Future[T]", settle: Callable[[object], None], value: object) -> None:
+    if not future.done():
+        settle(value)
+
+
+_SIGN_IN_THREADS = SignInThreads(limit=2)
 
 
 class BotToken:
@@ -25,8 +71,9 @@ class BotToken:
     (MSAL's ``get_access_token`` is synchronous and may call the sign-in service). All
     turns waiting for a token share one fetch; a turn that stops waiting leaves it running."""
 
-    def __init__(self, credentials: AppCredentials) -> None:
+    def __init__(self, credentials: AppCredentials, threads: SignInThreads = _SIGN_IN_THREADS) -> None:
         self._credentials = credentials
+        self._threads = threads
         self._value: Optional[str] = None
         self._fetched_at = 0.0
         self._fetching: Optional["asyncio.Future[str]"] = None
@@ -39,15 +86,20 @@ class BotToken:
         return bool(app_id) and app_id != AuthenticationConstants.ANONYMOUS_SKILL_APP_ID
 
     async def header(self) -> str:
+        """``Bearer <token>``; ``SignInBusy`` when no fetch can start."""
         now = time.monotonic()
-        if self._value is None or now - self._fetched_at > _TOKEN_REUSE_SECONDS:
-            if self._fetching is None or now - self._fetch_started > STUCK_SECONDS:
-                loop = asyncio.get_running_loop()
-                self._fetching = loop.run_in_executor(_SIGN_IN_THREADS, self._credentials.get_access_token)
+        if self._value is not None and now - self._fetched_at <= _TOKEN_REUSE_SECONDS:
+            return f"Bearer {self._value}"
+        if self._fetching is None or now - self._fetch_started > STUCK_SECONDS:
+            try:
+                self._fetching = self._threads.run(self._credentials.get_access_token)
+            except SignInBusy:
+                if self._fetching is None:
+                    raise
+            else:
                 self._fetch_started = now
                 self._fetching.add_done_callback(self._fetched)
-            return f"Bearer {await asyncio.shield(self._fetching)}"
-        return f"Bearer {self._value}"
+        return f"Bearer {await asyncio.shield(self._fetching)}"
 
     def _fetched(self, fetch: "asyncio.Future[str]") -> None:
         """Keep what a fetch brought (even one given up on as stuck), and let the next start."""

@@ -16,7 +16,7 @@ from botframework.connector.aio import ConnectorClient
 
 from ...activity_json import activity_to_json
 from ...outbound import HttpClient, NoAnswer, NotSent
-from .bot_token import BotToken
+from .bot_token import BotToken, SignInBusy
 
 # msrest's ClientRetryPolicy: 3 retries on connection errors and 5xx except 501/505,
 # waits as urllib3 computes them for backoff_factor 0.8; here only those that fit the budget.
@@ -154,6 +154,8 @@ class PooledConversations:
         except TimeoutError:
             detail = f"no token for the bot within {self._limits.budget_seconds:g} s"
             raise ChannelRequestError(method, url, None, detail) from None
+        except SignInBusy as busy:
+            raise ChannelRequestError(method, url, None, f"no token for the bot: {busy}") from None
 
     async def _attempts(
         self,
