@@ -71,8 +71,8 @@ def create_app(config: DefaultConfig) -> web.Application:
     adapter = CloudAdapter(authentication)
     adapter.on_turn_error = make_on_turn_error(private_conversation_state, storage)
 
-    # /api/messages (validated, authenticated, bounded), /healthz, and /dev/state for
-    # the local chat page only (never with an app id).
+    # /api/messages (validated, authenticated, bounded), /healthz (the store, and how the
+    # replies go), and /dev/state for the local chat page only (never with an app id).
     return routes.create_web_app(
         adapter,
         runner,
@@ -84,6 +84,7 @@ def create_app(config: DefaultConfig) -> web.Application:
             dev_state=config.DEV_STATE_ENDPOINT,
         ),
         closing=[authentication.close],
+        replies=authentication.reply_health,
     )
 
 

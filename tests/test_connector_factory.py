@@ -245,12 +245,15 @@ async def test_a_refused_reply_raises_with_the_status_and_the_channels_reason(ch
         assert refused.value.status == 403
         assert "answered 403" in str(refused.value) and "Busy" in str(refused.value)
         assert len(channel.requests) == 1  # a 4xx is not retried
+        # What /healthz shows: the host and the status, not the conversation or the body.
+        assert auth.reply_health.problem == f"replies to {channel.url[len('http://'):]}: answered 403"
 
         # A 5xx is retried as msrest retries it (the first retry at once).
         channel.fail_next = [503]
         response = await connector.conversations.reply_to_activity("c1", "a1", reply("y", "c1"))
         assert response.id == "channel-3"
         assert len(channel.requests) == 3
+        assert auth.reply_health.problem is None  # one went through
     finally:
         await auth.close()
 
@@ -345,6 +348,7 @@ async def test_a_sign_in_service_that_never_answers_holds_one_thread_and_host_na
             for _ in range(10):
                 error, seconds = await _send_timed(auth, channel.url, APP_ID)
                 assert "no token for the bot within 0.5 s" in str(error) and seconds < 0.5 + 1.5
+            assert auth.reply_health.problem == f"replies to {channel.url[len('http://'):]}: no token for the bot within 0.5 s"
             assert hung.accepted == 1  # one fetch, shared by every reply
             assert len([t for t in threading.enumerate() if t.name.startswith("sign-in")]) <= 2  # the pool
             await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo("localhost", 80), 2)

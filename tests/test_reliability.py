@@ -28,7 +28,8 @@ MESSAGES = TurnMessages()
 
 def test_a_channel_that_never_answers_frees_the_conversation_within_the_deadline() -> None:
     """The first message's replies go to a server that never answers; the next message of
-    the same conversation, from a working channel, is answered within the deadline."""
+    the same conversation, from a working channel, is answered within the deadline.
+    /healthz names the failing channel until a reply goes through again."""
     env = {"STORAGE": "memory", "TURN_DEADLINE_SECONDS": str(DEADLINE)}
     with Blackhole() as hung, ChannelServer() as channel, BotProcess(env) as bot:
         client = EmulatorClient(bot.url, channel)
@@ -55,6 +56,13 @@ def test_a_channel_that_never_answers_frees_the_conversation_within_the_deadline
         assert replies[0] == "Sam sent: hello"  # the stuck turn was saved before its replies
         assert answered["stuck"] - started < DEADLINE + 2 and answered["status"] < 500 or answered["status"] == 502
         assert hung.accepted >= 1 and bot.alive
+
+        status, body = http_get(f"{bot.url}/healthz")
+        replies = json.loads(body)["replies"]
+        assert status == 200 and replies.startswith("failing for "), replies
+        assert f"replies to 127.0.0.1:{hung.port}: cut off after" in replies and "stuck" not in replies
+        client.say("hello again", "stuck", "sam")
+        assert json.loads(http_get(f"{bot.url}/healthz")[1])["replies"] == "ok"
 
 
 async def _post_all(url: str, bodies: List[Dict[str, Any]]) -> List[Tuple[int, str, float]]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, Optional, Sequence
 
 from aiohttp import web
 from botbuilder.core import Bot
 from botbuilder.core.cloud_adapter_base import CloudAdapterBase
 
 from ..stores.state_storage import StateStorage
+from .connectors.replies import ReplyHealth
 from .errors import json_errors
 from .health import make_health_handler
 from .messages import MAX_TURNS, make_messages_handler
@@ -39,13 +40,16 @@ def create_web_app(
     storage: StateStorage,
     settings: RouteSettings,
     closing: Sequence[Callable[[], Awaitable[None]]] = (),
+    replies: Optional[ReplyHealth] = None,
 ) -> web.Application:
+    """The app; ``replies`` (``PooledBotFrameworkAuthentication.reply_health``) puts how
+    the replies are going into /healthz."""
     app = web.Application(client_max_size=settings.max_request_bytes, middlewares=[json_errors])
     app.router.add_post(
         "/api/messages",
         make_messages_handler(adapter, bot, settings.max_request_bytes, settings.max_turns),
     )
-    app.router.add_get("/healthz", make_health_handler(storage, settings.backend))
+    app.router.add_get("/healthz", make_health_handler(storage, settings.backend, replies))
     if settings.dev_state:
         from .dev_state import make_dev_state_handler
 

@@ -12,7 +12,7 @@ from botframework.connector.auth import AppCredentials, ConnectorFactory
 
 from ...outbound import HttpClient
 from .bot_token import BotToken
-from .replies import PooledConversations, SendLimits
+from .replies import PooledConversations, ReplyHealth, SendLimits
 
 
 class _PooledConnectorClient:
@@ -35,11 +35,13 @@ class PooledConnectorFactory(ConnectorFactory):
         client: Callable[[], HttpClient],
         max_connectors: int = 256,
         limits: SendLimits = SendLimits(),
+        health: Optional[ReplyHealth] = None,
     ) -> None:
         self._sdk_factory = sdk_factory
         self._client = client
         self._max_connectors = max_connectors
         self._limits = limits
+        self._health = health if health is not None else ReplyHealth()
         self._connectors: "OrderedDict[Tuple[str, Optional[str]], Any]" = OrderedDict()
 
     async def create(self, service_url: str, audience: Optional[str] = None) -> Any:
@@ -62,5 +64,5 @@ class PooledConnectorFactory(ConnectorFactory):
             return sdk_client  # credentials we cannot read a token from: the SDK sends
         token = BotToken(credentials) if BotToken.needed(credentials) else None
         return _PooledConnectorClient(
-            sdk_client, PooledConversations(sdk_client, self._client, token, self._limits)
+            sdk_client, PooledConversations(sdk_client, self._client, token, self._limits, self._health)
         )

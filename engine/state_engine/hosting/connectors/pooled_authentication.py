@@ -19,7 +19,7 @@ from botframework.connector.skills import BotFrameworkClient
 
 from ...outbound import HttpClient, Limits
 from .factory import PooledConnectorFactory
-from .replies import SendLimits
+from .replies import ReplyHealth, SendLimits
 from .user_tokens import LazyUserTokenClient
 
 
@@ -47,14 +47,15 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
       any call with msrest options) is the SDK's ``ConnectorClient``, unchanged;
     * the user-token client (only OAuth prompts use it) is built on first use.
 
-    ``limits`` bounds each reply sent. Use one instance per event loop, and
-    ``await close()`` when the app stops."""
+    ``limits`` bounds each reply sent, and ``reply_health`` says how the last one went
+    (for /healthz). Use one instance per event loop, and ``await close()`` when the app stops."""
 
     def __init__(
         self, inner: BotFrameworkAuthentication, limits: SendLimits = SendLimits()
     ) -> None:
         self._inner = inner
         self._limits = limits
+        self.reply_health = ReplyHealth()
         self._client: Optional[HttpClient] = None
         self._factories: Dict[Optional[str], PooledConnectorFactory] = {}
         self._user_token_clients: Dict[Optional[str], LazyUserTokenClient] = {}
@@ -98,6 +99,7 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
                 self._inner.create_connector_factory(claims_identity),
                 self._shared_client,
                 limits=self._limits,
+                health=self.reply_health,
             )
             self._factories[app_id] = factory
         return factory

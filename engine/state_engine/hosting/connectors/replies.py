@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 from botbuilder.schema import Activity, ResourceResponse
 from botframework.connector.aio import ConnectorClient
@@ -47,6 +48,31 @@ class ChannelRequestError(Exception):
         self.method = method
         self.url = url
         self.status = status
+        #: What went wrong, without the conversation's path or a refusal's body: for /healthz.
+        self.summary = _trouble(url, answer if status is not None else detail)
+
+
+def _trouble(url: str, what: str) -> str:
+    """A reply's failure as /healthz shows it: the channel's host, never the conversation."""
+    return f"replies to {urlsplit(url).netloc}: {what}"
+
+
+@dataclass
+class ReplyHealth:
+    """How this process's replies are going, for /healthz: a channel or sign-in service
+    that fails them shows there, not only in the log. The last failure stands until a
+    reply goes through again."""
+
+    problem: Optional[str] = None
+    since: float = 0.0
+
+    def went_through(self) -> None:
+        self.problem = None
+
+    def failed(self, problem: str) -> None:
+        if self.problem is None:
+            self.since = time.monotonic()
+        self.problem = problem
 
 
 class PooledConversations:
@@ -59,6 +85,7 @@ class PooledConversations:
         client: Callable[[], HttpClient],
         token: Optional[BotToken],
         limits: SendLimits,
+        health: ReplyHealth,
     ) -> None:
         self._sdk = sdk_client.conversations
         self._base_url = sdk_client.config.base_url.rstrip("/") + "/"
@@ -67,6 +94,7 @@ class PooledConversations:
         self._client = client
         self._token = token
         self._limits = limits
+        self._health = health
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sdk, name)
@@ -127,10 +155,23 @@ class PooledConversations:
     ) -> Optional[ResourceResponse]:
         """One reply call, every attempt within the budget; ChannelRequestError if it fails."""
         headers, body = self._request(activity, extra_headers)
-        deadline = asyncio.get_running_loop().time() + self._limits.budget_seconds
-        if self._token is not None:
-            headers["Authorization"] = await self._authorization(method, url, deadline)
-        return await self._attempts(method, url, body, headers, deadline)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._limits.budget_seconds
+        waiting_for = "the bot's token"
+        try:
+            if self._token is not None:
+                headers["Authorization"] = await self._authorization(method, url, deadline)
+            waiting_for = "the channel"
+            sent = await self._attempts(method, url, body, headers, deadline)
+        except ChannelRequestError as error:
+            self._health.failed(error.summary)
+            raise
+        except asyncio.CancelledError:  # the turn's deadline, most often: it came first
+            self._health.failed(_trouble(url, f"cut off after {loop.time() - started:.1f} s waiting for {waiting_for}"))
+            raise
+        self._health.went_through()
+        return sent
 
     def _request(
         self, activity: Optional[Activity], extra_headers: Optional[Dict[str, str]]
