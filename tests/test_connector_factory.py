@@ -348,7 +348,8 @@ async def test_a_sign_in_service_that_never_answers_holds_one_thread_and_host_na
             for _ in range(10):
                 error, seconds = await _send_timed(auth, channel.url, APP_ID)
                 assert "no token for the bot within 0.5 s" in str(error) and seconds < 0.5 + 1.5
-            assert auth.reply_health.problem == f"replies to {channel.url[len('http://'):]}: no token for the bot within 0.5 s"
+            host = channel.url[len("http://"):]
+            assert auth.reply_health.problem == f"replies to {host}: no token for the bot within 0.5 s"
             assert hung.accepted == 1  # one fetch, shared by every reply
             assert len([t for t in threading.enumerate() if t.name.startswith("sign-in")]) <= 2  # the pool
             await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo("localhost", 80), 2)

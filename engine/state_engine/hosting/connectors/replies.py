@@ -168,7 +168,8 @@ class PooledConversations:
             self._health.failed(error.summary)
             raise
         except asyncio.CancelledError:  # the turn's deadline, most often: it came first
-            self._health.failed(_trouble(url, f"cut off after {loop.time() - started:.1f} s waiting for {waiting_for}"))
+            cut_off = f"cut off after {loop.time() - started:.1f} s waiting for {waiting_for}"
+            self._health.failed(_trouble(url, cut_off))
             raise
         self._health.went_through()
         return sent
