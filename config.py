@@ -93,7 +93,7 @@ class DefaultConfig:
     )
     MAX_CONCURRENT_TURNS: int = setting(
         "MAX_CONCURRENT_TURNS", int, MAX_TURNS,
-        "Turns one bot process runs at once; past it /api/messages answers 503 with Retry-After.",
+        "Turns one bot process runs at once (an eighth for one conversation); then 503 + Retry-After.",
         minimum=1, maximum=100_000,
     )
     TURN_DEADLINE_SECONDS: float = setting(

@@ -120,6 +120,38 @@ def test_a_flood_while_turns_hang_runs_at_most_the_limit_and_refuses_the_rest_at
         assert bot.alive
 
 
+def test_one_conversation_flooded_takes_an_eighth_of_the_slots_and_the_others_go_on(
+    backend_env: Callable[[str], Dict[str, str]],
+) -> None:
+    """100 messages at once in one conversation whose channel never answers: its turns wait
+    for each other, so only an eighth of MAX_CONCURRENT_TURNS may run or wait; the rest are
+    refused at once, and another conversation is answered meanwhile."""
+    limit, flood = 16, 100
+    deadline = 2 * DEADLINE
+    env = {**backend_env("sqlite"), "TURN_DEADLINE_SECONDS": str(deadline), "MAX_CONCURRENT_TURNS": str(limit)}
+    with Blackhole() as hung, ChannelServer() as channel, BotProcess(env) as bot:
+        client = EmulatorClient(bot.url, channel)
+        bodies = [client.activity(text="add ham", conversation_id="busy", serviceUrl=hung.url) for _ in range(flood)]
+
+        async def flood_and_talk_elsewhere() -> Tuple[List[Tuple[int, str, float]], List[str], float]:
+            answers = asyncio.create_task(_post_all(f"{bot.url}/api/messages", bodies))
+            await asyncio.sleep(1.0)
+            started = time.monotonic()
+            elsewhere = await asyncio.to_thread(client.say, "add cheese", "calm", "cy")
+            elsewhere_seconds = time.monotonic() - started
+            return await answers, elsewhere, elsewhere_seconds
+
+        answers, elsewhere, elsewhere_seconds = asyncio.run(flood_and_talk_elsewhere())
+        ran = [status for status, _, _ in answers if status != 503]
+        refused = [seconds for status, _, seconds in answers if status == 503]
+        print(f"\n{len(ran)} turns of the busy conversation ran, {len(refused)} refused; "
+              f"another conversation answered in {elsewhere_seconds:.2f} s")
+        assert len(ran) == limit // 8, ran
+        assert all(seconds < DEADLINE for seconds in refused)
+        assert elsewhere[-1] == "Added cheese. Order: cheese" and elsewhere_seconds < DEADLINE
+        assert bot.alive
+
+
 def test_a_frozen_disk_costs_a_turn_its_deadline_at_most_and_healthz_names_it(
     freezable_disk: FreezableDisk,
 ) -> None:

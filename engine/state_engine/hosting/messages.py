@@ -3,15 +3,16 @@
 A bad request gets a 4xx with a one-line reason before any turn runs: too large,
 undecodable or too slow a body, an invalid activity (validation.py), a missing or
 invalid token when the bot has an app id (authentication.py; one accepted is reused until it expires).
-Past ``max_turns`` turns running at once, a request is answered 503 at once (``TurnSlots``).
+Past ``max_turns`` turns running at once (an eighth of them for one conversation), a request
+is answered 503 at once (``TurnSlots``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -82,28 +83,42 @@ async def read_body(
 
 @dataclass
 class TurnSlots:
-    """The turns this process runs at once, up to ``limit``. A store or channel that hangs
-    holds each turn until its deadline; without a limit, turns arriving meanwhile would
-    pile up (memory, and CPU that the running turns need to end in time). Past the limit a
-    request gets 503 and Retry-After at once, which a channel sends again later."""
+    """The turns this process runs at once, up to ``limit``, and at most an eighth of them
+    for one conversation. A store or channel that hangs holds each turn until its deadline;
+    without a limit, turns arriving meanwhile would pile up (memory, and CPU that the running
+    turns need to end in time), and one conversation's turns, which wait for each other,
+    could take every slot. A request past either limit gets 503 and Retry-After at once."""
 
     limit: int
     running: int = 0
+    by_conversation: Dict[Tuple[str, str], int] = field(default_factory=dict)
     #: Whether the refusals since the process was last below its limit have been logged.
     told: bool = False
 
-    def take(self) -> bool:
+    @property
+    def per_conversation(self) -> int:
+        return max(1, self.limit // 8)
+
+    def take(self, conversation: Tuple[str, str]) -> Optional[str]:
+        """Take a slot for a turn of ``conversation``; if there is none, say why."""
         if self.running >= self.limit:
             if not self.told:
                 logger.warning("%d turns running, the limit: requests get 503 until one ends", self.running)
                 self.told = True
-            return False
+            return f"the bot is running {self.limit} turns already"
+        held = self.by_conversation.get(conversation, 0)
+        if held >= self.per_conversation:
+            return f"this conversation has {held} turns running or waiting already"
         self.running += 1
+        self.by_conversation[conversation] = held + 1
         self.told = False
-        return True
+        return None
 
-    def give_back(self) -> None:
+    def give_back(self, conversation: Tuple[str, str]) -> None:
         self.running -= 1
+        held = self.by_conversation.pop(conversation) - 1
+        if held:
+            self.by_conversation[conversation] = held
 
 
 def invoke_body(body: Any) -> Any:
@@ -181,8 +196,10 @@ def make_messages_handler(
             logger.warning("token could not be validated: %s: %s", type(error).__name__, error)
             return _error(401, "a valid Bot Framework token is required")
 
-        if not slots.take():
-            return _try_again(f"the bot is running {slots.limit} turns already; send it again shortly")
+        conversation = (activity.channel_id, activity.conversation.id)
+        refused = slots.take(conversation)
+        if refused is not None:
+            return _try_again(f"{refused}; send it again shortly")
         try:
             invoke_response = await adapter.process_activity(auth_result, activity, bot.on_turn)
         except (ChannelRequestError, ClientRequestError, HttpOperationError) as error:
@@ -190,7 +207,7 @@ def make_messages_handler(
             logger.warning("replies not delivered to %s: %s", activity.service_url, error)
             return _error(502, "the bot's replies could not be delivered to the channel")
         finally:
-            slots.give_back()
+            slots.give_back(conversation)
         if invoke_response is None:
             return web.Response(status=201)
         response_body = invoke_body(invoke_response.body)
