@@ -119,6 +119,20 @@ def _write_one(connection: sqlite3.Connection, fields: Sequence[Optional[str]]) 
         raise PreconditionFailed(item_id)
 
 
+@contextlib.contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """A ``BEGIN IMMEDIATE`` transaction (the write lock taken first), committed at the
+    end of the block or rolled back if anything in it fails."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+
+
 class Store:
     """The calls, each on a connection of the thread it runs on."""
 
@@ -155,15 +169,9 @@ class Store:
         if len(writes) == 1:
             _write_one(connection, writes[0])
         else:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            with _transaction(connection):
                 for write in writes:
                     _write_one(connection, write)
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
         self.commits += 1
         if self.commits % self.commits_per_checkpoint == 0:
             # RESTART, not PASSIVE: a passive checkpoint racing the writes never finishes
@@ -176,14 +184,8 @@ class Store:
 
     def ping(self, connection: sqlite3.Connection, _: Fields) -> Fields:
         """A write that commits, and the free space of the disk (bytes; "" where unknown)."""
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with _transaction(connection):
             connection.execute(_HEALTH, (time.time(),))
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
         try:
             disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
         except (OSError, AttributeError):  # Windows has no statvfs; SQLite reports a full disk itself
