@@ -65,21 +65,22 @@ async def forget_user(
     report += await storage.rewrite(keys.user_state(channel, user), _emptied)
     # The index goes last, so that forgetting again after a crash finds what is left.
     for entry in memberships:
-        home = keys.conversation_state(channel, entry[len(prefix) :])
+        conversation = entry[len(prefix) :]
         report += await storage.rewrite(
-            entry, lambda found, there: _entry_emptied(found, there, channel, user), read_with=[home]
+            entry,
+            lambda found, home: _entry_emptied(found, home, channel, conversation, user),
+            read_with=[keys.conversation_state(channel, conversation)],
         )
     return report
 
 
 def _entry_emptied(
-    entry: Partition, home: Partition, channel: str, user: str
+    entry: Partition, home: Partition, channel: str, conversation: str, user: str
 ) -> Tuple[Partition, ForgetReport]:
-    """The user's index entry for a conversation, deleted, unless they are among its
-    participants again: a turn of theirs saved there since (on another instance) must
-    stay findable by the next ``forget me``. Both were read in one round, and the entry
-    is deleted only if it is still as read."""
-    conversation = home.item_id[len(keys.conversation_state(channel, "")) :]
+    """The user's index entry for ``conversation``, deleted, unless they are among its
+    participants again (``home``: the conversation's partition): a turn of theirs saved
+    there since (on another instance) must stay findable by the next ``forget me``. Both
+    were read in one round, and the entry is deleted only if it is still as read."""
     try:
         back = user in participants(home.records.get(keys.PARTICIPANTS.key(channel, conversation)))
     except (UnsafeDocumentError, AttributeError, TypeError):
