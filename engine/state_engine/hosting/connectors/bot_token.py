@@ -4,6 +4,7 @@ credentials, so that the pooled sender authenticates exactly as the SDK's would.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from typing import Callable, Optional, TypeVar
@@ -34,33 +35,27 @@ class SignInThreads:
         self._lock = threading.Lock()
 
     def run(self, call: Callable[[], T]) -> "asyncio.Future[T]":
-        loop = asyncio.get_running_loop()
-        future: "asyncio.Future[T]" = loop.create_future()
         with self._lock:
             if self._running >= self.limit:
                 raise SignInBusy(f"the sign-in service has not answered the last {self.limit} requests")
             self._running += 1
+        done: "concurrent.futures.Future[T]" = concurrent.futures.Future()
+        done.set_running_or_notify_cancel()  # running from now on: a waiter's cancel cannot undo it
 
         def work() -> None:
             try:
-                outcome = (future.set_result, call())
-            except BaseException as error:  # handed to the waiting turn, whatever it is
-                outcome = (future.set_exception, error)
-            finally:
-                with self._lock:
-                    self._running -= 1
-            try:
-                loop.call_soon_threadsafe(_settle, future, *outcome)
-            except RuntimeError:
-                pass  # the loop has closed: nobody is waiting any more
+                value, error = call(), None
+            except BaseException as failure:  # handed to the waiting turn, whatever it is
+                value, error = None, failure
+            with self._lock:  # free before the waiting turn wakes up
+                self._running -= 1
+            if error is None:
+                done.set_result(value)
+            else:
+                done.set_exception(error)
 
         threading.Thread(target=work, name="sign-in", daemon=True).start()
-        return future
-
-
-def _settle(future: "asyncio.Future[T]", settle: Callable[[object], None], value: object) -> None:
-    if not future.done():
-        settle(value)
+        return asyncio.wrap_future(done)
 
 
 _SIGN_IN_THREADS = SignInThreads(limit=2)
