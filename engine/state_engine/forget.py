@@ -60,18 +60,20 @@ async def forget_user(
             partition = keys.conversation_state(channel, conversation)
             return await storage.rewrite(partition, lambda p: _forget_here(p, channel, conversation, user))
 
+    async def entry_of(conversation: str) -> ForgetReport:
+        async with gate:
+            return await storage.rewrite(
+                keys.membership(channel, user, conversation),
+                lambda entry, home: _entry_emptied(entry, home, channel, conversation, user),
+                read_with=[keys.conversation_state(channel, conversation)],
+            )
+
     reports = await asyncio.gather(*(in_conversation(c) for c in sorted(conversations)))
     report = sum(reports, ForgetReport(conversations=len(conversations)))
     report += await storage.rewrite(keys.user_state(channel, user), _emptied)
     # The index goes last, so that forgetting again after a crash finds what is left.
-    for entry in memberships:
-        conversation = entry[len(prefix) :]
-        report += await storage.rewrite(
-            entry,
-            lambda found, home: _entry_emptied(found, home, channel, conversation, user),
-            read_with=[keys.conversation_state(channel, conversation)],
-        )
-    return report
+    entries = await asyncio.gather(*(entry_of(item_id[len(prefix) :]) for item_id in memberships))
+    return sum(entries, report)
 
 
 def _entry_emptied(

@@ -59,25 +59,37 @@ class RunnerVisits:
 
 class OrderBot(ActivityHandler):
     """Each message is a topping for the conversation's order (``order`` only shows it,
-    ``start over`` uses ``clear_state``); every turn also changes user state and private
-    state, so a turn touches all three scopes. ``after_reply`` lets a test misbehave."""
+    ``start over`` uses ``clear_state``, ``forget me`` forgets the user); every turn also
+    changes user state (unless ``counts_visits`` is off) and private state, so a turn
+    touches all three scopes. ``after_reply`` lets a test misbehave."""
 
     def __init__(
-        self, conversation: ConversationState, user: UserState, private: PrivateConversationState
+        self,
+        storage: TurnScopedStorage,
+        conversation: ConversationState,
+        user: UserState,
+        private: PrivateConversationState,
     ) -> None:
+        self.storage = storage
         self.order = conversation.create_property("RunnerOrder")
         self.visits = user.create_property("RunnerVisits")
         self.last_text = private.create_property("last_text")
         self.conversation_state = conversation
+        self.counts_visits = True
         self.after_reply: Optional[Callable[[TurnContext], Awaitable[None]]] = None
 
     async def on_message_activity(self, turn_context: TurnContext) -> None:
         text = turn_context.activity.text
+        if text == "forget me":
+            report = await self.storage.forget_user(turn_context.activity)
+            await turn_context.send_activity(f"Forgot {report.records} records in {report.conversations}.")
+            return
         # A default through the accessor: for a new user the SDK calls ``set``, which loads again.
-        visits = await self.visits.get(turn_context, RunnerVisits)
-        if turn_context.activity.conversation.id not in visits.conversations:
-            visits.conversations.append(turn_context.activity.conversation.id)
-        visits.messages += 1
+        if self.counts_visits:
+            visits = await self.visits.get(turn_context, RunnerVisits)
+            if turn_context.activity.conversation.id not in visits.conversations:
+                visits.conversations.append(turn_context.activity.conversation.id)
+            visits.messages += 1
         await self.last_text.set(turn_context, text)
         if text == "start over":
             await self.conversation_state.clear_state(turn_context)
@@ -191,7 +203,7 @@ def instance(
     states = [
         ConversationState(turn_storage), UserState(turn_storage), PrivateConversationState(turn_storage)
     ]
-    bot = OrderBot(*states)
+    bot = OrderBot(turn_storage, *states)
     runner = TurnRunner(bot, states, turn_storage, policy, deadline_seconds=deadline_seconds)
     return Instance(items, turn_storage, bot, runner)
 
@@ -386,6 +398,81 @@ async def test_a_turn_saved_while_forget_me_runs_stays_findable_by_the_next_one(
     assert report.conversations == 1
     left = set(await stored(shared.outside))
     assert not left & {private, membership, keys.user_state(CHANNEL, "user-1")}, left
+
+
+async def test_a_participant_without_private_state_saving_while_forget_me_runs_stays_findable(
+    shared: Shared,
+) -> None:
+    """A group: user-1 is among the participants but has no private state there (it was
+    cleared after an error), and their next message changes no record ``forget me`` edits.
+    It is held at its save while ``forget me`` (another instance) takes them out of the
+    conversation and deletes their index entry. Its save must then fail and run again, so
+    that what it saves is indexed and the next ``forget me`` removes it."""
+    forgetting, theirs = instance(shared), instance(shared)
+    others, adapter = theirs.adapter(user="user-2"), theirs.adapter()
+    await others.send("cheese")
+    await adapter.send("ham")
+    private = keys.private_state(CHANNEL, "conversation-1", "user-1")
+    await StateStorage(shared.outside).delete([private])
+    theirs.bot.counts_visits = False  # user state untouched: only the conversation's records
+
+    async def forget_me_runs_first(_: Sequence[Put]) -> None:
+        theirs.items.before_put = None
+        await forget_user(forgetting.turn_storage.storage, CHANNEL, "user-1")
+
+    theirs.items.before_put = forget_me_runs_first
+    await adapter.send("olives")
+    assert texts(adapter) == ["Order: cheese, ham", "Order: cheese, ham, olives"]
+
+    report = await forget_user(forgetting.turn_storage.storage, CHANNEL, "user-1")
+    assert report.conversations == 1 and report.records >= 2  # their private state and index entry
+    left = await stored(shared.outside)
+    assert not set(left) & {private, keys.membership(CHANNEL, "user-1", "conversation-1")}, set(left)
+    participants = StateStorage(shared.outside).read([keys.PARTICIPANTS.key(CHANNEL, "conversation-1")])
+    assert (await participants)[keys.PARTICIPANTS.key(CHANNEL, "conversation-1")]["users"] == ["user-2"]
+
+
+async def test_forget_me_in_many_conversations_on_a_slow_store_answers_with_its_report(
+    shared: Shared,
+) -> None:
+    """Each store call of the forgetting instance takes 80 ms more (a far-away store), and
+    the user has records in 60 conversations: ``forget me`` takes them all within the
+    turn's deadline and says what it deleted (its conversations and its index entries are
+    each taken several at a time)."""
+    theirs, forgetting = instance(shared), instance(shared, deadline_seconds=10.0)
+    conversations = [f"many-{n:02d}" for n in range(60)]
+    for conversation in conversations:
+        await theirs.adapter(conversation).send("cheese")
+
+    async def far_away(_: Sequence[object]) -> None:
+        await asyncio.sleep(0.08)
+
+    forgetting.items.after_get = forgetting.items.before_put = far_away
+    adapter = forgetting.adapter(conversations[0])
+    await adapter.send("forget me")
+    # Each conversation was theirs alone, so it went whole (its order, their private state,
+    # its participants), with their index entry for it; and their user state: 4 × 60 + 1.
+    assert texts(adapter) == ["Forgot 241 records in 60."]
+    left = await stored(shared.outside)
+    assert not [key for key in left if "user-1" in key], sorted(left)[:5]
+
+
+async def test_a_turn_with_nothing_to_save_answers_though_it_used_the_save_reserve(shared: Shared) -> None:
+    """The last part of the deadline is kept for saving; a turn that has nothing to save
+    (here ``order`` again, user state untouched) still answers after using it."""
+    ours = instance(shared, deadline_seconds=3.0)
+    ours.bot.counts_visits = False
+    adapter, _ = await after_one_turn(ours)
+    await adapter.send("order")
+    before = await stored(shared.outside)
+
+    async def dawdle(_: TurnContext) -> None:
+        await asyncio.sleep(2.3)  # past the save reserve (at 2.1 s), within the deadline
+
+    ours.bot.after_reply = dawdle
+    await adapter.send("order")
+    assert texts(adapter) == ["Order: cheese", "Order: cheese"]
+    assert await stored(shared.outside) == before
 
 
 # --- one read round, one write -------------------------------------------------------------

@@ -14,7 +14,7 @@ import random
 import weakref
 from copy import copy
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from botbuilder.core import Bot, BotState, MessageFactory, TurnContext
 from botbuilder.dialogs.memory import DialogStateManagerConfiguration
@@ -214,10 +214,11 @@ class TurnRunner(Bot):
             try:
                 await self._storage.prefetch(self._turn_keys(context))
                 await self._bot.on_turn(attempt_context)
-                if loop.time() > save_by:
-                    raise _OutOfTime()
+                changes = self._changes(attempt_context, snapshot)
+                if changes and loop.time() > save_by:
+                    raise _OutOfTime()  # the reserve is for saving: a turn with nothing to save may answer
                 phase[0] = _Phase.SAVING
-                await self._storage.storage.commit(self._changes(attempt_context, snapshot))
+                await self._storage.storage.commit(changes)
             except PreconditionFailedError as conflict:
                 phase[0] = _Phase.RUNNING
                 logger.info("turn conflict (attempt %d): %s", attempt + 1, conflict)
@@ -235,9 +236,9 @@ class TurnRunner(Bot):
 
     def _changes(self, context: TurnContext, snapshot: AttemptSnapshot) -> List[Change]:
         """Every changed scope and held-back write, each conditional on its first read.
-        The user's membership of the conversation is noted with the first of their records,
-        and again whenever they are not among its participants (``forget me`` may be
-        taking them out right now: their index entry must then stay, or come back)."""
+        A turn that writes in its conversation also rewrites the participants record as it
+        read it, listing the user, with the user's index entry if either was missing: a
+        ``forget me`` that took them out meanwhile makes the save fail and run again."""
         changes: Dict[str, Change] = {}
         for state in self._states:
             cached = state.get_cached_state(context)
@@ -256,21 +257,21 @@ class TurnRunner(Bot):
             not change.delete and keys.partition_of(key) == conversation for key, change in changes.items()
         )
         if writes_here and membership not in changes:
-            joined = self._joined(ids, snapshot)
+            listed, joined = self._participants(ids, snapshot)
+            changes.setdefault(listed.key, listed)
             if joined or not snapshot.exists(membership):
                 entry = {"conversation": ids.conversation}
                 changes[membership] = Change(membership, entry, snapshot.condition_for(membership))
-                changes.update(joined)
         return sorted(changes.values(), key=lambda change: keys.partition_of(change.key) != conversation)
 
     @staticmethod
-    def _joined(ids: keys.TurnIds, snapshot: AttemptSnapshot) -> Dict[str, Change]:
-        """The conversation's participants with this user added, if they are not listed."""
+    def _participants(ids: keys.TurnIds, snapshot: AttemptSnapshot) -> Tuple[Change, bool]:
+        """The conversation's participants as read, with this user added if they were not
+        listed (and whether they were added), conditional on the version read."""
         key = keys.PARTICIPANTS.key(ids.channel, ids.conversation)
         users = participants(snapshot.read.get(key))
-        if ids.user in users:
-            return {}
-        return {key: Change(key, {"users": users + [ids.user]}, snapshot.condition_for(key))}
+        joined = ids.user not in users
+        return Change(key, {"users": users + [ids.user] if joined else users}, snapshot.condition_for(key)), joined
 
     def _explain(self, error: StorageError) -> str:
         logger.error("turn not saved: %s: %s", type(error).__name__, error)
