@@ -4,7 +4,8 @@
   bad requests, /healthz, with DEBUG logging) never shows one in a log line, a
   reply or an HTTP answer.
 * ``forget me`` and a ``deleteUserData`` activity leave nothing of the user in
-  the SQLite store: no key names them, no document holds what they said.
+  the SQLite store: no key names them, no document holds what they said, and the
+  file's bytes keep nothing of it once the bot has stopped.
 * The ``state`` command is off with STATE_COMMAND_ENABLED=false, and off by
   default once an app id is set (in Azure).
 """
@@ -165,6 +166,9 @@ def test_forgetting_a_user_leaves_nothing_of_them_in_the_store(tmp_path: Path, h
         assert unshared and all(after.get(key) == doc for key, doc in unshared.items())
         # The bot keeps working for the forgotten user: a fresh start.
         assert client.say("hi", "private-zeb", "zeb")[-1] == "What is your name?"
+    # Nor in the file's bytes once the bot has stopped: nothing deleted lingers in free pages.
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("state.sqlite3*"))
+    assert not [mark for mark in (FORGET_NAME, *FORGET_UTTERANCES) if mark.encode() in raw]
 
 
 # --- The state command ----------------------------------------------------------------------

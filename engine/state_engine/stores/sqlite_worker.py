@@ -148,6 +148,9 @@ class Store:
         # Commits are not synced, checkpoints are: a crash of the machine may lose the
         # last commits, never the file's consistency.
         connection.execute("PRAGMA synchronous=NORMAL")
+        # What is deleted (``forget me``) is overwritten in the file, not left in free pages;
+        # some builds of SQLite do this by default, others not.
+        connection.execute("PRAGMA secure_delete=ON")
         if writes:
             connection.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints: see put
         for schema in SCHEMA:
