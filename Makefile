@@ -26,6 +26,7 @@ bench: $(VENV)/.dev $(NPM_STAMP)
 	$(PY) -m bench.run
 
 $(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "The bot needs Python 3.11 or later; $(PYTHON) is " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
+import sys
 from typing import Callable, List, Optional
 
 from aiohttp import web
@@ -18,6 +20,10 @@ from aiohttp import web
 #: aiohttp starts the same timer when a connection opens, so a client that never
 #: finishes sending its request headers is dropped after it too.
 KEEPALIVE_TIMEOUT_SECONDS = 15.0
+#: As asyncio decides: on POSIX a restarted bot may take its port at once; on Windows the
+#: option would let a second bot take a port that is in use.
+REUSE_ADDRESS = os.name == "posix" and sys.platform != "cygwin"
+ADDRESS_IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", errno.EADDRINUSE)}
 
 
 def listen_error(
@@ -27,7 +33,7 @@ def listen_error(
     where = f"Cannot listen on {host}:{port}"
     if isinstance(error, socket.gaierror):
         return f"{where} ({host_setting}): {host!r} is not an address or a known host name"
-    if error.errno == errno.EADDRINUSE:
+    if error.errno in ADDRESS_IN_USE:
         return f"{where} ({port_setting}): the address is already in use"
     if error.errno == errno.EACCES:
         return f"{where} ({port_setting}): permission denied (ports below 1024 need privileges)"
@@ -47,7 +53,8 @@ def bind(host: str, port: int) -> List[socket.socket]:
         for family, kind, proto, address in addresses:
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if REUSE_ADDRESS:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind(address)
