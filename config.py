@@ -20,6 +20,9 @@ from state_engine.hosting.messages import MAX_TURNS
 from state_engine.settings import field_for, read_settings, setting
 from state_engine.stores import STORAGE, read_backend_settings
 from state_engine.stores.sqlite import SqliteSettings
+from state_engine.turns import DEADLINE_SECONDS, RetryPolicy
+
+from bots import BotSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 
@@ -63,16 +66,16 @@ class DefaultConfig:
 
     # --- Bot behaviour
     UTTERANCE_LOG_SIZE: int = setting(
-        "UTTERANCE_LOG_SIZE", int, 20,
+        "UTTERANCE_LOG_SIZE", int, BotSettings.utterance_log_size,
         "Utterances kept in each conversation's log.", minimum=0, maximum=200,
     )
     MAX_TEXT_LENGTH: int = setting(
-        "MAX_TEXT_LENGTH", int, 2000,
+        "MAX_TEXT_LENGTH", int, BotSettings.max_text_length,
         "Longest message text the bot stores or echoes (longer text is cut).",
         minimum=1, maximum=100_000,
     )
     MAX_NAME_LENGTH: int = setting(
-        "MAX_NAME_LENGTH", int, 100,
+        "MAX_NAME_LENGTH", int, BotSettings.max_name_length,
         "Longest name the profile dialog accepts.", minimum=1, maximum=1000,
     )
     STATE_COMMAND_ENABLED: Optional[bool] = setting(
@@ -97,17 +100,17 @@ class DefaultConfig:
         minimum=1, maximum=100_000,
     )
     TURN_DEADLINE_SECONDS: float = setting(
-        "TURN_DEADLINE_SECONDS", float, 10.0,
+        "TURN_DEADLINE_SECONDS", float, DEADLINE_SECONDS,
         "Seconds a turn may take from reading state to sending replies; channels wait about 15.",
         minimum=1, maximum=60,
     )
     TURN_MAX_RETRIES: int = setting(
-        "TURN_MAX_RETRIES", int, 5,
+        "TURN_MAX_RETRIES", int, RetryPolicy.max_retries,
         "Optimistic concurrency: how often a turn whose save conflicted is run again.",
         minimum=0, maximum=100,
     )
     TURN_RETRY_BASE_DELAY: float = setting(
-        "TURN_RETRY_BASE_DELAY", float, 0.02,
+        "TURN_RETRY_BASE_DELAY", float, RetryPolicy.base_delay_seconds,
         "Base of the jittered exponential backoff between those retries, in seconds.",
         minimum=0, maximum=10,
     )

@@ -43,7 +43,7 @@ CANCEL_COMMANDS = ("cancel", "stop")
 
 @dataclass(frozen=True)
 class BotSettings:
-    """The bot's limits and switches, read from config by app.py."""
+    """The bot's limits and switches: app.py reads them from config, whose defaults these are."""
 
     utterance_log_size: int = 20
     max_text_length: int = 2000

@@ -2,7 +2,7 @@
 with msrest's serializer as the reference and the fallback for anything else.
 
 msrest validates and dispatches on type names for every field of every reply; this gives
-the same JSON (``engine/tests/test_activity_json.py`` compares the two) at a fraction of it.
+the same JSON (``engine/tests/test_activity_json.py`` compares the two) without that work.
 """
 
 from __future__ import annotations

@@ -123,10 +123,6 @@ class TurnIds:
             found["membership"] = membership(self.channel, self.user, self.conversation)
         return found
 
-    @property
-    def conversation_partition(self) -> str:
-        return conversation_state(self.channel, self.conversation)
-
 
 def partition_of(key: str) -> str:
     """The partition a key is saved in: a conversation's records (its state, each

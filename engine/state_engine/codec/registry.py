@@ -44,8 +44,7 @@ class Entry(abc.ABC):
 
 BY_NAME: Dict[str, Entry] = {}
 BY_CLASS: Dict[type, Entry] = {}
-# The lookups of every tagged value, bound once: Python 3.11 compiles ``.get(...)`` on an
-# imported name as an attribute load and a call, slower than on a name of the module's own.
+# The lookups of every tagged value, bound once (a method looked up on each call costs more).
 entry_for_class = BY_CLASS.get
 entry_named = BY_NAME.get
 

@@ -12,12 +12,13 @@ import logging
 from typing import Any, Dict, List, Optional, Tuple
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from botbuilder.core import Storage
 from botbuilder.dialogs import DialogState
 
 from state_engine import keys
 from state_engine.errors import StorageError
-from state_engine.codec import encode_value
+from state_engine.codec import TYPE_TAG, VALUE_TAG, encode_value
 
 logger = logging.getLogger(__name__)
 
@@ -27,12 +28,6 @@ MAX_ID_LENGTH = 256
 # the peer address stops "DNS rebinding": a web page whose own hostname was made
 # to resolve to 127.0.0.1 reaches this port from the learner's browser.
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-# The codec's tags in both shapes it writes or has written: the type inside the
-# object (``{"$type": "UserProfile", "name": "Ada"}``), or around it
-# (``{"$type": "UserProfile", "$value": {"name": "Ada"}}``, and still for
-# values that are no object, such as a datetime).
-TYPE_TAG = "$type"
-VALUE_TAG = "$value"
 PATH_SEPARATOR = " › "
 
 
@@ -127,7 +122,10 @@ def _summaries(item: Any) -> Dict[str, str]:
     }
 
 
-def make_dev_state_handler(storage: Storage):
+def make_dev_state_handler(storage: Storage) -> Handler:
+    """GET /dev/state: one user's records in one conversation, as stored and folded for
+    reading, answered only on this machine (routes.py mounts it only when enabled)."""
+
     async def dev_state(request: web.Request) -> web.Response:
         # request.remote is the TCP peer; X-Forwarded-For is not believed.
         if not (is_loopback(request.remote) and _addressed_to_loopback(request)):

@@ -14,6 +14,7 @@ import time
 from typing import Any, Dict, Optional
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from ..errors import StorageError
 from ..stores.state_storage import StateStorage
@@ -24,7 +25,9 @@ logger = logging.getLogger(__name__)
 
 def make_health_handler(
     storage: StateStorage, backend: str, replies: Optional[ReplyHealth] = None, timeout_seconds: float = 5.0
-):
+) -> Handler:
+    """GET /healthz for ``storage`` (named by ``backend`` in its answer): a ping within
+    ``timeout_seconds``, and how the replies go when ``replies`` is given."""
     def answer(body: Dict[str, Any], status: int) -> web.Response:
         if replies is not None:
             body["replies"] = "ok" if replies.problem is None else (

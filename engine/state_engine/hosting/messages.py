@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from aiohttp.http_exceptions import HttpProcessingError
 from botbuilder.core import Bot, serializer_helper
 from botbuilder.core.cloud_adapter_base import CloudAdapterBase
@@ -159,7 +160,9 @@ def make_messages_handler(
     max_turns: int = MAX_TURNS,
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS,
     checked_tokens: Optional[CheckedTokens] = None,
-):
+) -> Handler:
+    """POST /api/messages: the request checked and bounded, then the adapter's turn on
+    ``bot`` in one of ``max_turns`` slots; every refusal is a clear 4xx or 503."""
     checked_tokens = checked_tokens if checked_tokens is not None else CheckedTokens()
     slots = TurnSlots(max_turns)
 

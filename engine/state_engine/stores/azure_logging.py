@@ -1,6 +1,6 @@
 """Azure SDK clients log every request and response, headers included, at INFO.
 
-That is hundreds of lines per turn; so unless the app set a level for the ``azure``
+That floods the log on every turn; so unless the app set a level for the ``azure``
 logger itself, the engine's Azure backends lower it to WARNING (errors still show).
 """
 

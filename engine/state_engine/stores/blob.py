@@ -60,10 +60,9 @@ def blob_name(item_id: str) -> str:
 
 
 class BlobRequests:
-    """Get, put and delete of whole blobs in one container, each one REST call. The SDK's
-    per-blob ``BlobClient`` costs twice the CPU of its container's pipeline, and that
-    pipeline twice a bare call. A read downloads at most the store's limit: Blob storage
-    takes blobs of terabytes."""
+    """Get, put and delete of whole blobs in one container, each one REST call rather than a
+    ``BlobClient`` per blob (``rest_calls.py``). A read downloads at most the store's
+    limit: Blob storage takes blobs of terabytes."""
 
     def __init__(self, container: ContainerClient, request_timeout: float, proxy: Optional[str]) -> None:
         credential = container.credential  # None when the connection string has a SAS token
@@ -132,9 +131,6 @@ class BlobItems(AzureStorageItems):
     connection_setting = "BLOB_CONNECTION_STRING"
     resource_setting = "BLOB_CONTAINER_NAME"
     missing_resource_code = "ContainerNotFound"
-    # Blob takes far more; this is Cosmos DB's limit, so state that works here keeps
-    # working if the bot moves to Cosmos DB.
-    max_item_bytes = 2 * 1024 * 1024
 
     def __init__(self, settings: BlobSettings, request_timeout: float = 3.0) -> None:
         settings.check()

@@ -40,13 +40,13 @@ from ..settings import setting
 from .azure_logging import quiet_azure_logging
 from .azure_transport import env_proxies, proxy_url, transport
 from .cosmos_rest import CosmosRequests, sub_status
-from .items import Item, ItemStore, Put
+from .items import PORTABLE_ITEM_BYTES, Item, ItemStore, Put
 from .rest_calls import UNREACHABLE, UNSURE_STATUSES, may_have_landed
 
 logger = logging.getLogger(__name__)
 
 #: Cosmos DB's limit for one item (its JSON, system properties included).
-COSMOS_ITEM_LIMIT = 2 * 1024 * 1024
+COSMOS_ITEM_LIMIT = PORTABLE_ITEM_BYTES
 #: Room left for ``id``, ``realId`` and the system properties Cosmos adds.
 _ITEM_OVERHEAD = 16 * 1024
 _MAX_ID_LENGTH = 255

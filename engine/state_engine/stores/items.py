@@ -13,6 +13,10 @@ from typing import Dict, List, Optional, Sequence
 
 from ..conditions import WriteCondition
 
+#: Cosmos DB's limit for one item. Stores that take more keep to it, so that state that
+#: works on one store keeps working after a move to another.
+PORTABLE_ITEM_BYTES = 2 * 1024 * 1024
+
 
 @dataclass(frozen=True)
 class Item:
@@ -41,7 +45,7 @@ class ItemStore(ABC):
     or ``StorageConfigurationError`` (``state_engine.errors``)."""
 
     #: Largest item text this backend accepts, in bytes of UTF-8.
-    max_item_bytes: int = 2 * 1024 * 1024
+    max_item_bytes: int = PORTABLE_ITEM_BYTES
     #: True when ``put_all`` writes several items all-or-nothing (a SQL transaction).
     atomic_batch: bool = False
 

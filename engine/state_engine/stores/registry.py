@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..errors import StorageConfigurationError
 from ..settings import Setting, declared, read_settings
@@ -89,9 +89,12 @@ def open_items(name: str, settings: Any, request_timeout: float = 3.0) -> ItemSt
     return backend_named(name).items_class(settings, request_timeout=request_timeout)
 
 
-def create_storage(name: str, settings: Any, *, deadline_seconds: float = 10.0) -> StateStorage:
-    """The ``Storage`` the bot's state scopes use, on backend ``name``. Every storage
-    round trip is bounded by a quarter of the turn's deadline (a turn makes a few)."""
+def create_storage(name: str, settings: Any, *, deadline_seconds: Optional[float] = None) -> StateStorage:
+    """The ``Storage`` the bot's state scopes use, on backend ``name``. Given the turn's
+    deadline, every storage round trip is bounded by a quarter of it (a turn makes a few)
+    and a commit across partitions by all of it; otherwise the store's defaults apply."""
+    if deadline_seconds is None:
+        return StateStorage(open_items(name, settings))
     items = open_items(name, settings, request_timeout=max(1.0, deadline_seconds / 4))
     return StateStorage(items, commit_timeout_seconds=deadline_seconds)
 

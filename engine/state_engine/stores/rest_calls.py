@@ -1,8 +1,8 @@
 """Single REST calls to a cloud store over kept-alive connections, sent again only when safe.
 
-The Azure SDKs spend two to three times a call's own CPU on each point read or write (their
-request objects, retry loops and pipeline policies), and a turn makes four. The Cosmos DB,
-Blob and Table backends send those calls here instead; setup and queries stay on the SDKs.
+The Azure SDKs' request objects, retry loops and pipeline policies cost more than a point
+read or write itself (``docs/performance.md``). The Cosmos DB, Blob and Table backends send
+those calls here instead; setup and queries stay on the SDKs.
 """
 
 from __future__ import annotations

@@ -144,11 +144,7 @@ class SqliteItems(ItemStore):
     """Items as rows of one table in a SQLite file."""
 
     atomic_batch = True
-    # SQLite takes up to 1 GB per value; keep items the size a cloud store accepts,
-    # so that moving to Cosmos DB later never meets a record it cannot hold.
-    max_item_bytes = 2 * 1024 * 1024
-    #: Commits between two checkpoints (about 3 WAL pages each, close to SQLite's own
-    #: default of a checkpoint per 1,000 pages).
+    #: Commits between two checkpoints (near SQLite's own default, counted in pages).
     commits_per_checkpoint = 300
     #: The worker process's program (tests may run one of their own around it).
     worker_script = Path(worker.__file__)

@@ -11,7 +11,7 @@ import asyncio
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Dict, List
+from typing import List
 
 import pytest
 from botbuilder.core import Storage
@@ -241,8 +241,3 @@ class StateStorageContract(StorageContract):
 
     async def test_ping_answers(self, storage: StateStorage) -> None:
         await storage.ping()
-
-
-def records_equal(found: Dict[str, Any], expected: Dict[str, Any]) -> bool:
-    """``found`` (read back, with e_tags) holds exactly ``expected``'s values."""
-    return {k: {n: v for n, v in item.items() if n != "e_tag"} for k, item in found.items()} == expected

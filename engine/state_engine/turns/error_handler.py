@@ -11,6 +11,8 @@ import datetime as dt
 import logging
 import traceback
 
+from typing import Awaitable, Callable
+
 from botbuilder.core import BotState, TurnContext
 from botbuilder.schema import Activity, ActivityTypes
 
@@ -21,7 +23,12 @@ from ..stores.state_storage import Change, StateStorage
 logger = logging.getLogger(__name__)
 
 
-def make_on_turn_error(private_state: BotState, storage: StateStorage):
+def make_on_turn_error(
+    private_state: BotState, storage: StateStorage
+) -> Callable[[TurnContext, Exception], Awaitable[None]]:
+    """The adapter's ``on_turn_error``: ``private_state`` is the scope cleared for the failing
+    user, read and deleted through ``storage`` (conditional on the version read)."""
+
     async def on_turn_error(context: TurnContext, error: Exception) -> None:
         # The full trace goes to the log only; the user sees the docs' plain messages.
         logger.error(

@@ -36,6 +36,8 @@ from .turn_storage import AttemptSnapshot, TurnScopedStorage
 
 logger = logging.getLogger(__name__)
 
+#: A turn's deadline unless one is configured; channels wait about 15 s for the answer.
+DEADLINE_SECONDS = 10.0
 #: Share of the deadline kept for saving: an attempt that has used more does not start to save.
 SAVE_RESERVE = 0.3
 #: How long the one message after a missed deadline may take to send.
@@ -141,7 +143,7 @@ class TurnRunner(Bot):
         states: Sequence[BotState],
         storage: TurnScopedStorage,
         policy: RetryPolicy = RetryPolicy(),
-        deadline_seconds: float = 10.0,
+        deadline_seconds: float = DEADLINE_SECONDS,
         messages: TurnMessages = TurnMessages(),
     ) -> None:
         self._bot = bot

@@ -27,12 +27,9 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
     """The SDK's authentication, with connectors and user-token clients kept per app id.
 
     CloudAdapter asks its ``BotFrameworkAuthentication`` for a connector factory and a
-    user-token client on every turn. The SDK's answer builds a new msrest
-    ``ConnectorClient`` and a new ``UserTokenClient`` each time (their msrest
-    configuration alone, ``ClientRetryPolicy.__init__``, took about a quarter of the
-    bot's CPU), and msrest sends each reply as a blocking ``requests`` call in a thread
-    pool. This wraps the docs' ``ConfigurationBotFrameworkAuthentication`` and changes
-    only that:
+    user-token client on every turn; the SDK builds new msrest clients each time and sends
+    each reply as a blocking ``requests`` call on a thread (``docs/performance.md``). This
+    wraps the docs' ``ConfigurationBotFrameworkAuthentication`` and changes only that:
 
     * requests are still authenticated by the SDK (``authenticate_request`` is
       delegated; a bot with an app id still refuses a request without a valid token);
@@ -41,10 +38,10 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
       the SDK's (``factory.py``);
     * the calls CloudAdapter makes for replies (send, reply, update, delete) go over one
       shared keep-alive HTTP client (``state_engine.outbound``), with the bot's token
-      when it has an app id, serialized to the SDK's JSON (``activity_json.py``) and retried as msrest retries,
-      within a time budget per reply (``replies.py``; msrest would wait up to 100 s per
-      attempt); every other connector call (members, attachments, create conversation,
-      any call with msrest options) is the SDK's ``ConnectorClient``, unchanged;
+      when it has an app id, serialized to the SDK's JSON (``activity_json.py``), retried
+      as msrest retries, within a time budget per reply (``replies.py``); every other
+      connector call (members, attachments, create conversation, any call with msrest
+      options) is the SDK's ``ConnectorClient``, unchanged;
     * the user-token client (only OAuth prompts use it) is built on first use.
 
     ``limits`` bounds each reply sent, and ``reply_health`` says how the last one went
