@@ -5,7 +5,7 @@
   reply or an HTTP answer.
 * ``forget me`` and a ``deleteUserData`` activity leave nothing of the user in
   the SQLite store: no key names them, no document holds what they said, and the
-  file's bytes keep nothing of it once the bot has stopped.
+  files' bytes keep nothing of it (neither free pages nor the write-ahead log).
 * The ``state`` command is off with STATE_COMMAND_ENABLED=false, and off by
   default once an app id is set (in Azure).
 """
@@ -164,11 +164,12 @@ def test_forgetting_a_user_leaves_nothing_of_them_in_the_store(tmp_path: Path, h
         olga = {key: doc for key, doc in before.items() if "olga" in key or "olga-only" in key}
         unshared = {key: doc for key, doc in olga.items() if "shared" not in key}
         assert unshared and all(after.get(key) == doc for key, doc in unshared.items())
+        # Nor in the files' bytes, the bot still running: not in the file's free pages, not
+        # in the write-ahead log's older frames.
+        raw = b"".join(path.read_bytes() for path in tmp_path.glob("state.sqlite3*"))
+        assert not [mark for mark in (FORGET_NAME, *FORGET_UTTERANCES) if mark.encode() in raw]
         # The bot keeps working for the forgotten user: a fresh start.
         assert client.say("hi", "private-zeb", "zeb")[-1] == "What is your name?"
-    # Nor in the file's bytes once the bot has stopped: nothing deleted lingers in free pages.
-    raw = b"".join(path.read_bytes() for path in tmp_path.glob("state.sqlite3*"))
-    assert not [mark for mark in (FORGET_NAME, *FORGET_UTTERANCES) if mark.encode() in raw]
 
 
 # --- The state command ----------------------------------------------------------------------

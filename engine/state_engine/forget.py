@@ -8,13 +8,16 @@ conversation if it was theirs alone. Nothing needs decoding, so bad records go t
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import Iterable, List, Optional, Protocol, Set, Tuple, runtime_checkable
 
 from . import codec, keys
-from .errors import UnsafeDocumentError
+from .errors import StorageError, UnsafeDocumentError
 from .stores.partition import Partition, Record
 from .stores.state_storage import StateStorage, decode_record, new_etag
+
+logger = logging.getLogger(__name__)
 
 #: Conversations rewritten at the same time.
 CONCURRENCY = 8
@@ -73,6 +76,10 @@ async def forget_user(
     report += await storage.rewrite(keys.user_state(channel, user), _emptied)
     # The index goes last, so that forgetting again after a crash finds what is left.
     entries = await asyncio.gather(*(entry_of(item_id[len(prefix) :]) for item_id in memberships))
+    try:
+        await storage.items.erase_deleted()
+    except StorageError as error:  # deleted all the same; the store's next checkpoint erases it
+        logger.warning("forget me: deleted data not yet erased from the store's files: %s", error)
     return sum(entries, report)
 
 

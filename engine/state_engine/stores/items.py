@@ -69,5 +69,9 @@ class ItemStore(ABC):
     async def ping(self) -> None:
         """Raise ``StorageError`` saying why when the backend could not save a turn now."""
 
+    async def erase_deleted(self) -> None:
+        """Make what was deleted unrecoverable from files this store keeps itself (``forget
+        me`` calls it last); a service erases on its own, so by default nothing to do."""
+
     async def close(self) -> None:
         """Release connections; the app calls it on shutdown."""

@@ -267,6 +267,11 @@ class SqliteItems(ItemStore):
                 f"SQLITE_PATH={self._path}: the disk is full ({int(free) // 1024} KiB free)"
             )
 
+    async def erase_deleted(self) -> None:
+        """Empty the write-ahead log, whose older frames still hold what was deleted since
+        (the file itself overwrites deleted data: ``secure_delete``)."""
+        await self._call(worker.WRITES, "erase", [])
+
     async def close(self) -> None:
         running, self._worker = self._worker, None
         if running is not None:

@@ -185,6 +185,14 @@ class Store:
                 print(f"SQLite checkpoint of {self.path} failed: {error}", file=sys.stderr)
         return []
 
+    def erase(self, connection: sqlite3.Connection, _: Fields) -> Fields:
+        """Copy the WAL into the file and truncate it: its frames from before a delete
+        would otherwise keep the deleted data until they are written over."""
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            raise sqlite3.OperationalError("another connection is reading; the log was not emptied")
+        return []
+
     def ping(self, connection: sqlite3.Connection, _: Fields) -> Fields:
         """A write that commits, and the free space of the disk (bytes; "" where unknown)."""
         with _transaction(connection):
@@ -212,7 +220,7 @@ def _outcome(call: Callable[[], Fields]) -> Fields:
 
 #: The calls the store takes, by name.
 OPERATIONS: Dict[str, Callable[[Store, sqlite3.Connection, Fields], Fields]] = {
-    "get": Store.get, "put": Store.put, "list": Store.list, "ping": Store.ping,
+    "get": Store.get, "put": Store.put, "list": Store.list, "ping": Store.ping, "erase": Store.erase,
 }
 
 

@@ -241,3 +241,10 @@ class StateStorageContract(StorageContract):
 
     async def test_ping_answers(self, storage: StateStorage) -> None:
         await storage.ping()
+
+    async def test_erasing_what_was_deleted_keeps_what_was_not(self, storage: StateStorage) -> None:
+        await storage.write({"contract/erase/gone": {"v": 1}, "contract/erase/kept": {"v": 2}})
+        await storage.delete(["contract/erase/gone"])
+        await storage.items.erase_deleted()
+        found = await storage.read(["contract/erase/gone", "contract/erase/kept"])
+        assert list(found) == ["contract/erase/kept"] and found["contract/erase/kept"]["v"] == 2
