@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Sequence
 
-from state_engine.testing.race import Message, count_conflicts, send_together
+from tests.race import Message, count_conflicts, send_together
 from state_engine.testing.live_bot import BotProcess, ChannelServer
 
 

@@ -28,7 +28,7 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 
 from bots.state_bot import WELCOME
-from state_engine.testing.chat_page import ADDRESS_LINE, ChatCommand
+from tests.chat_page import ADDRESS_LINE, ChatCommand
 from state_engine.testing.live_bot import PROJECT_ROOT, ChannelServer
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -14,7 +14,7 @@ import data_models  # noqa: F401  (registers the data models with the codec, to 
 from state_engine import keys
 from state_engine.testing.backends import PERSISTENT, read_back, stored_items
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient
-from state_engine.testing.race import Message, send_together
+from tests.race import Message, send_together
 
 ASK_AGE = "How old are you? (type 'skip' to leave it out)"
 MANY = 150

@@ -16,7 +16,7 @@ import data_models  # noqa: F401  (registers the data models with the codec, to 
 from state_engine import keys
 from state_engine.testing.backends import PERSISTENT, read_back
 from state_engine.testing.live_bot import PROJECT_ROOT, BotProcess, ChannelServer
-from state_engine.testing.race import (
+from tests.race import (
     Message,
     RaceResult,
     count_conflicts,

@@ -22,7 +22,7 @@ from state_engine.testing.backends import CLOUD, HOOKS, backend_env, read_back
 from state_engine.testing.emulators import Emulator, start_azurite, start_cosmos
 from state_engine.testing.fault_proxy import FaultProxy, through, upstream_of
 from state_engine.testing.live_bot import BotProcess, ChannelServer, EmulatorClient, http_get
-from state_engine.testing.race import Message, reply_texts, send_together
+from tests.race import Message, reply_texts, send_together
 from state_engine.testing.sqlite_lock import WriteLock
 from state_engine.turns import TurnMessages
 

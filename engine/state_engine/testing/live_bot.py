@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import os
-import socket
 import sys
 import threading
 import urllib.error
@@ -22,13 +20,7 @@ from typing import Any, Dict, List, Optional
 from aiohttp import web
 
 from .paths import PROJECT_ROOT
-from .processes import LoggedProcess
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from .processes import LoggedProcess, free_port, local_env
 
 
 class ChannelServer:
@@ -132,16 +124,7 @@ class BotProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._command = command or [sys.executable, str(PROJECT_ROOT / "app.py")]
-        self._env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("Microsoft", "COSMOS_", "BLOB_", "TABLE_"))},
-            # Set, even if empty, so a developer's .env cannot fill them in.
-            "MicrosoftAppId": "",
-            "MicrosoftAppPassword": "",
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
+        self._env = local_env({"HOST": "127.0.0.1", "PORT": str(self.port), **env})
         self.log_path = log_path or Path(f"/tmp/bot-{self.port}-{uuid.uuid4().hex[:6]}.log")
         self._process = LoggedProcess(self._command, self.log_path, self._env)
 

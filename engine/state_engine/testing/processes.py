@@ -7,13 +7,43 @@ process that dies at start-up always fails with its own log in the message.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Mapping, Optional
 
+from ..stores.registry import backend_settings
 from .paths import PROJECT_ROOT
+
+#: The bot's identity settings (MicrosoftAppId, ...) all start with this.
+IDENTITY_PREFIX = "Microsoft"
+
+
+def free_ports(count: int) -> List[int]:
+    """``count`` different free 127.0.0.1 ports (each socket stays bound while the system
+    picks the next, so no two are the same)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def local_env(overrides: Mapping[str, str]) -> Dict[str, str]:
+    """This process's environment for a bot a test starts, then ``overrides``: without
+    the developer's bot identity or any store's settings, and with the identity set empty
+    so that a developer's ``.env`` cannot fill it in."""
+    stores = {setting.name for setting in backend_settings()}
+    kept = {k: v for k, v in os.environ.items() if not k.startswith(IDENTITY_PREFIX) and k not in stores}
+    return {**kept, "MicrosoftAppId": "", "MicrosoftAppPassword": "", "PYTHONUNBUFFERED": "1", **overrides}
 
 
 class StartError(RuntimeError):

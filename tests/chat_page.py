@@ -6,32 +6,19 @@ brings up a new bot and bridge on the same ports and store, as running it again 
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .paths import PROJECT_ROOT
-from .processes import LoggedProcess
+from state_engine.testing.paths import PROJECT_ROOT
+from state_engine.testing.processes import LoggedProcess, free_ports, local_env
 
 ADDRESS_LINE = "Chat with the bot: "
-# A developer's identity and cloud stores stay out: the chat runs locally on SQLite.
-CLOUD_SETTINGS = ("Microsoft", "COSMOS_", "BLOB_", "TABLE_")
 START_TIMEOUT_SECONDS = 40.0
 STOP_TIMEOUT_SECONDS = 20.0
-
-
-def two_free_ports() -> tuple[int, int]:
-    """Two different free 127.0.0.1 ports: the first socket is still bound while the
-    system picks the second, so they cannot be the same."""
-    with socket.socket() as first, socket.socket() as second:
-        first.bind(("127.0.0.1", 0))
-        second.bind(("127.0.0.1", 0))
-        return first.getsockname()[1], second.getsockname()[1]
 
 
 class ChatCommand:
@@ -44,19 +31,11 @@ class ChatCommand:
         log_path: Optional[Path] = None,
         command: Optional[List[str]] = None,
     ) -> None:
-        self.bot_port, self.page_port = two_free_ports()
+        self.bot_port, self.page_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.page_port}/"
         self.command = command or [sys.executable, str(PROJECT_ROOT / "tools" / "chat.py")]
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(CLOUD_SETTINGS)},
-            # Set, even if empty, so a developer's .env cannot fill them in.
-            "MicrosoftAppId": "",
-            "MicrosoftAppPassword": "",
-            "PORT": str(self.bot_port),
-            "WEBCHAT_PORT": str(self.page_port),
-            "PYTHONUNBUFFERED": "1",
-            **env,
-        }
+        # A developer's identity and cloud stores stay out: the chat runs locally on SQLite.
+        self.env = local_env({"PORT": str(self.bot_port), "WEBCHAT_PORT": str(self.page_port), **env})
         self.log_path = log_path or Path(f"/tmp/chat-{self.page_port}-{uuid.uuid4().hex[:6]}.log")
         self._process = LoggedProcess(self.command, self.log_path, self.env)
 
