@@ -82,6 +82,7 @@ def create_app(config: DefaultConfig) -> web.Application:
             max_request_bytes=config.MAX_REQUEST_BYTES,
             max_turns=config.MAX_CONCURRENT_TURNS,
             dev_state=config.DEV_STATE_ENDPOINT,
+            app_id=config.APP_ID,
         ),
         closing=[authentication.close],
         replies=authentication.reply_health,

@@ -3,6 +3,7 @@ answering only on 127.0.0.1, and showing records as stored and readably."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Dict, Optional
 from unittest import mock
@@ -42,6 +43,12 @@ async def get_status(config: DefaultConfig) -> int:
 )
 async def test_the_endpoint_does_not_exist(env: Dict[str, str]) -> None:
     assert await get_status(DefaultConfig.from_env(env)) == 404
+
+
+def test_the_engine_refuses_the_endpoint_with_an_app_id_whatever_the_config_says() -> None:
+    config = DefaultConfig.from_env({"STORAGE": "memory", "MicrosoftAppId": "an-app-id"})
+    with pytest.raises(ValueError, match="never served with an app id"):
+        create_app(dataclasses.replace(config, DEV_STATE_ENDPOINT=True))
 
 
 async def test_the_endpoint_exists_when_the_setting_is_on() -> None:

@@ -26,12 +26,17 @@ from .messages import MAX_TURNS, make_messages_handler
 class RouteSettings:
     """What the routes need to know: the store's name for /healthz, the body limit, how
     many turns may run at once, and whether the development-only /dev/state route exists
-    (never with an app id)."""
+    (refused with an app id: a bot that has one is reachable by others)."""
 
     backend: str
     max_request_bytes: int
     max_turns: int = MAX_TURNS
     dev_state: bool = False
+    app_id: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dev_state and self.app_id:
+            raise ValueError("the development state endpoint (DEV_STATE_ENDPOINT) is never served with an app id")
 
 
 def create_web_app(
