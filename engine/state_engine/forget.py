@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Protocol, Set, Tuple, runtime_checkable
+from typing import Awaitable, Callable, Iterable, List, Optional, Protocol, Set, Tuple, runtime_checkable
 
 from . import codec, keys
 from .errors import StorageError, UnsafeDocumentError
@@ -56,31 +56,44 @@ async def forget_user(
     prefix = keys.membership_prefix(channel, user)
     memberships = await storage.items.list_ids(prefix)
     conversations: Set[str] = {item_id[len(prefix) :] for item_id in memberships} | set(also_in)
-    gate = asyncio.Semaphore(CONCURRENCY)
 
     async def in_conversation(conversation: str) -> ForgetReport:
-        async with gate:
-            partition = keys.conversation_state(channel, conversation)
-            return await storage.rewrite(partition, lambda p: _forget_here(p, channel, conversation, user))
+        partition = keys.conversation_state(channel, conversation)
+        return await storage.rewrite(partition, lambda p: _forget_here(p, channel, conversation, user))
 
     async def entry_of(conversation: str) -> ForgetReport:
-        async with gate:
-            return await storage.rewrite(
-                keys.membership(channel, user, conversation),
-                lambda entry, home: _entry_emptied(entry, home, channel, conversation, user),
-                read_with=[keys.conversation_state(channel, conversation)],
-            )
+        return await storage.rewrite(
+            keys.membership(channel, user, conversation),
+            lambda entry, home: _entry_emptied(entry, home, channel, conversation, user),
+            read_with=[keys.conversation_state(channel, conversation)],
+        )
 
-    reports = await asyncio.gather(*(in_conversation(c) for c in sorted(conversations)))
-    report = sum(reports, ForgetReport(conversations=len(conversations)))
+    report = ForgetReport(conversations=len(conversations))
+    report = await _each(sorted(conversations), in_conversation, report)
     report += await storage.rewrite(keys.user_state(channel, user), _emptied)
     # The index goes last, so that forgetting again after a crash finds what is left.
-    entries = await asyncio.gather(*(entry_of(item_id[len(prefix) :]) for item_id in memberships))
+    report = await _each([item_id[len(prefix) :] for item_id in memberships], entry_of, report)
     try:
         await storage.items.erase_deleted()
     except StorageError as error:  # deleted all the same; the store's next checkpoint erases it
         logger.warning("forget me: deleted data not yet erased from the store's files: %s", error)
-    return sum(entries, report)
+    return report
+
+
+async def _each(
+    conversations: List[str], work: Callable[[str], Awaitable[ForgetReport]], report: ForgetReport
+) -> ForgetReport:
+    """``report`` plus ``work`` done on every conversation, ``CONCURRENCY`` at a time by as
+    many tasks, however many conversations there are."""
+    pending = iter(conversations)
+
+    async def worker() -> ForgetReport:
+        done = ForgetReport()
+        for conversation in pending:  # shared: each conversation is taken by one worker
+            done += await work(conversation)
+        return done
+
+    return sum(await asyncio.gather(*(worker() for _ in range(CONCURRENCY))), report)
 
 
 def _entry_emptied(
