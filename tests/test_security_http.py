@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import json
 import logging
+import socket
 import threading
 import time
 import uuid
@@ -210,6 +211,23 @@ def test_a_body_trickled_slower_than_the_time_limit_is_refused_before_it_ends(li
     assert result.closed, "and the connection is closed, not left waiting for the rest"
 
 
+@pytest.mark.parametrize("how", [socket.SHUT_WR, socket.SHUT_RDWR])
+def test_a_client_gone_before_its_body_ended_leaves_no_trace_in_the_log(live: LiveBot, how: int):
+    """The body is 100 bytes short when the client half-closes or closes: the bot drops
+    the request quietly (nobody is there to answer) and keeps serving."""
+    body = json.dumps(live.client.activity(text="cut short", conversation_id="gone")).encode()
+    logged_before = len(live.bot.logs())
+    with socket.create_connection(("127.0.0.1", live.bot.port), timeout=10) as sock:
+        sock.sendall(_head(live, len(body) + 100) + body)
+        sock.shutdown(how)
+        if how == socket.SHUT_WR:
+            sock.recv(1000)
+    time.sleep(0.5)
+    assert live.client.say("order", "known") == ["Order: olives"]
+    logged = live.bot.logs()[logged_before:]
+    assert "unhandled error" not in logged and "Traceback" not in logged, logged
+
+
 def test_request_headers_trickled_for_ever_are_cut_off(live: LiveBot):
     """aiohttp times a new connection with the keep-alive limit (15 s) until a request
     arrives: headers sent a byte every half second never become a request."""
@@ -248,6 +266,27 @@ INVALID_ACTIVITIES = {
     "missing serviceUrl": (lambda a: _without(a, "serviceUrl"), "'serviceUrl'"),
     "serviceUrl not http": (lambda a: {**a, "serviceUrl": "file:///etc/passwd"}, "'serviceUrl'"),
     "serviceUrl without host": (lambda a: {**a, "serviceUrl": "http://"}, "'serviceUrl'"),
+    # Each got through to the turn, which saved, and then a 500 when the reply was sent.
+    "serviceUrl port out of range": (
+        lambda a: {**a, "serviceUrl": "http://127.0.0.1:99999/"}, "'serviceUrl' is not a valid URL"
+    ),
+    "serviceUrl port not a number": (lambda a: {**a, "serviceUrl": "http://127.0.0.1:abc/"}, "'serviceUrl'"),
+    "serviceUrl unclosed IPv6 host": (lambda a: {**a, "serviceUrl": "http://[::1"}, "'serviceUrl'"),
+    "serviceUrl empty host label": (lambda a: {**a, "serviceUrl": "http://a..b/"}, "'serviceUrl'"),
+    "serviceUrl host label too long": (lambda a: {**a, "serviceUrl": f"http://{'a' * 300}/"}, "'serviceUrl'"),
+    "serviceUrl NUL in the host": (lambda a: {**a, "serviceUrl": "http://a\u0000b/"}, "'serviceUrl'"),
+    "serviceUrl invisible host": (lambda a: {**a, "serviceUrl": "https://\u2060/"}, "'serviceUrl'"),
+    "serviceUrl with a password": (
+        lambda a: {**a, "serviceUrl": "http://alice:s3cret@127.0.0.1:1/"}, "user name or password"
+    ),
+    "adaptiveCard/action with a string action": (
+        lambda a: {**a, "type": "invoke", "name": "adaptiveCard/action", "value": {"action": "x"}},
+        "'value.action' must be an object",
+    ),
+    "adaptiveCard/action with a list action": (
+        lambda a: {**a, "type": "invoke", "name": "adaptiveCard/action", "value": {"action": [1]}},
+        "'value.action' must be an object",
+    ),
     "text as an object": (
         lambda a: {**a, "text": {"a": 1}},
         "'activity.text' must be a JSON string",

@@ -10,6 +10,7 @@ is answered 503 at once (``TurnSlots``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
@@ -147,8 +148,9 @@ async def _refuse_and_close(request: web.Request, refused: BodyRefused) -> web.S
     or is too slow to arrive is not read (aiohttp would otherwise drain it for 10 s)."""
     response = _error(refused.status, refused.reason)
     response.force_close()
-    await response.prepare(request)
-    await response.write_eof()
+    with contextlib.suppress(ConnectionError):  # the client has gone: nobody to answer
+        await response.prepare(request)
+        await response.write_eof()
     request.protocol.force_close()
     return response
 

@@ -10,10 +10,10 @@ import json
 import math
 import re
 from typing import Any, Dict, List, Tuple
-from urllib.parse import urlparse
 
 from botbuilder.schema import Activity
 from msrest.exceptions import DeserializationError
+from yarl import URL
 
 from state_engine import keys
 from state_engine.activity_json import activity_from_json
@@ -34,6 +34,8 @@ _ID_FIELDS = (
 _CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 # "\ud800" is valid JSON but not Unicode text: it could be neither stored nor logged as UTF-8.
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# A host name or address a reply can be sent to (IPv6 without its brackets).
+_HOST = re.compile(r"[A-Za-z0-9._:-]+")
 
 
 class BadRequest(Exception):
@@ -107,6 +109,34 @@ def _check_ids(body: Dict[str, Any]) -> None:
         raise BadRequest(problem)
 
 
+def _check_service_url(value: Any) -> None:
+    """Replies go to this URL: it must be one they can be sent to, and name no user or
+    password (it shows in the log and in /healthz)."""
+    if not isinstance(value, str):
+        raise BadRequest("the activity has no 'serviceUrl' to send replies to")
+    try:
+        url = URL(value)
+        host = url.raw_host or ""
+        host.encode("idna")  # as the connection will look it up
+    except (ValueError, UnicodeError):
+        raise BadRequest("the activity's 'serviceUrl' is not a valid URL") from None
+    if url.scheme not in ("http", "https") or not _HOST.fullmatch(host):
+        raise BadRequest("the activity's 'serviceUrl' is not an http(s) URL with a host")
+    if url.user is not None or url.password is not None:
+        raise BadRequest("the activity's 'serviceUrl' must not carry a user name or password")
+
+
+def _check_invoke(body: Dict[str, Any]) -> None:
+    """The SDK reads an Adaptive Card action's ``value.action`` as an object whatever it
+    is (an AttributeError, taken for a bug in the bot); anything else is refused here."""
+    if body["type"] != "invoke" or body.get("name") != "adaptiveCard/action":
+        return
+    value = body.get("value")
+    action = value.get("action") if isinstance(value, dict) else None
+    if action is not None and not isinstance(action, dict):
+        raise BadRequest("an adaptiveCard/action invoke's 'value.action' must be an object")
+
+
 def parse_activity(body: Any) -> Activity:
     """The activity in this JSON, or BadRequest saying why it is not one the bot can answer."""
     if not isinstance(body, dict):
@@ -118,17 +148,13 @@ def parse_activity(body: Any) -> Activity:
         value = body.get(name)
         if not isinstance(value, dict) or not isinstance(value.get("id"), str) or not value["id"]:
             raise BadRequest(f"the activity has no '{name}.id'")
-    service_url = body.get("serviceUrl")
-    if not isinstance(service_url, str):
-        raise BadRequest("the activity has no 'serviceUrl' to send replies to")
-    parsed = urlparse(service_url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise BadRequest("the activity's 'serviceUrl' is not an http(s) URL")
+    _check_service_url(body.get("serviceUrl"))
     try:
         check_wire_json(body, Activity, "activity")
     except WireTypeError as error:
         raise BadRequest(str(error)) from None
     _check_ids(body)
+    _check_invoke(body)
     try:
         return activity_from_json(body)
     except (DeserializationError, TypeError, ValueError, AttributeError) as error:

@@ -53,8 +53,9 @@ class ChannelRequestError(Exception):
 
 
 def _trouble(url: str, what: str) -> str:
-    """A reply's failure as /healthz shows it: the channel's host, never the conversation."""
-    return f"replies to {urlsplit(url).netloc}: {what}"
+    """A reply's failure as /healthz shows it: the channel's host and port, never the
+    conversation or any credentials in the URL."""
+    return f"replies to {urlsplit(url).netloc.rpartition('@')[2]}: {what}"
 
 
 @dataclass
@@ -218,6 +219,8 @@ class PooledConversations:
                 failure: Tuple[Optional[int], str] = (None, f"no answer within {attempt:g} s")
             except (NotSent, NoAnswer) as error:
                 failure = (None, str(error))
+            except ValueError as error:  # not a URL a request can go to: no attempt would do
+                raise ChannelRequestError(method, url, None, f"not a URL replies can go to ({error})") from None
             else:
                 if response.status in (200, 201, 202):
                     return _resource_response(method, url, response.status, response.body)
