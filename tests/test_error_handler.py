@@ -52,3 +52,37 @@ async def test_an_unhandled_error_clears_only_the_failing_users_dialog():
     assert private["ann"] in found  # Ann's dialog still waits
     order = (await store.read([keys.conversation_state("emulator", "group")]))
     assert order[keys.conversation_state("emulator", "group")]["PizzaOrder"].toppings == ["ham"]
+
+
+async def test_the_error_handler_never_clears_what_a_later_turn_saved():
+    """Ann's turn fails; before its error handler clears her dialog, her next message (on
+    another instance, or queued behind it) is saved and answered. The handler deletes only
+    the version the failed turn read, so her new dialog step stays."""
+    store = memory_storage()
+    turn_storage = TurnScopedStorage(store)
+    bot = build_bot(turn_storage)
+
+    async def fail_on_boom(turn_context: TurnContext) -> None:
+        if turn_context.activity.text == "boom":
+            raise RuntimeError("a bug in the bot")
+        await StateBot.on_message_activity(bot, turn_context)
+
+    bot.on_message_activity = fail_on_boom
+    runner = TurnRunner(bot, bot.states, turn_storage, RetryPolicy())
+    failing, next_one = (TestAdapter(runner.on_turn, activity_template("c", "ann")) for _ in range(2))
+    handler = make_on_turn_error(bot.states[2], store)
+
+    async def the_next_message_first(context: TurnContext, error: Exception) -> None:
+        await next_one.send("Ann")
+        await handler(context, error)
+
+    failing.on_turn_error = the_next_message_first
+    await failing.send("profile")
+    assert [a.text for a in failing.activity_buffer][-1] == "What is your name?"
+    await failing.send("boom")
+    assert [a.text for a in next_one.activity_buffer] == ["How old are you? (type 'skip' to leave it out)"]
+
+    private = keys.private_state("test", "c", "ann")
+    assert private in await store.read_records([private]), "the handler undid a saved turn"
+    await next_one.send("41")
+    assert next_one.activity_buffer[-1].text.startswith("Save this profile? Ann, age 41")

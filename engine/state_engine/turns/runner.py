@@ -85,6 +85,20 @@ class RetryPolicy:
         return random.uniform(0, ceiling)
 
 
+#: Where ``on_turn`` leaves a ``FailedTurn`` in the context's turn_state for the error handler.
+FAILED_TURN = "state_engine.failed_turn"
+
+
+@dataclass(frozen=True)
+class FailedTurn:
+    """A turn that ended in an error, as the error handler may act on it: whether its state
+    was saved (then its replies failed, and the state stands), and the version of each
+    record its failed attempt read (None: absent), so that nothing saved since is undone."""
+
+    saved: bool
+    read: Dict[str, Optional[str]]
+
+
 class _Phase(enum.Enum):
     RUNNING = "running"
     SAVING = "saving"
@@ -185,6 +199,10 @@ class TurnRunner(Bot):
             if phase[0] is not _Phase.SENDING:
                 message = self._messages.unsure if phase[0] is _Phase.SAVING else self._messages.too_slow
                 await self._last_word(context, message)
+        except Exception:
+            if phase[0] is _Phase.SENDING:
+                context.turn_state[FAILED_TURN] = FailedTurn(saved=True, read={})
+            raise
 
     def _lock_for(self, context: TurnContext) -> asyncio.Lock:
         """One lock per conversation, kept only while a turn holds or awaits it."""
@@ -225,6 +243,10 @@ class TurnRunner(Bot):
                 phase[0] = _Phase.RUNNING
                 logger.info("turn conflict (attempt %d): %s", attempt + 1, conflict)
                 continue
+            except Exception:
+                read = {key: None if record is None else record.e_tag for key, record in snapshot.read.items()}
+                context.turn_state[FAILED_TURN] = FailedTurn(saved=False, read=read)
+                raise
             finally:
                 self._storage.end(token)
             return attempt_context.outbox
