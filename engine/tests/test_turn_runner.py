@@ -475,6 +475,33 @@ async def test_a_turn_with_nothing_to_save_answers_though_it_used_the_save_reser
     assert await stored(shared.outside) == before
 
 
+class SavesEarly(ActivityHandler):
+    """Saves its conversation state mid-turn with the SDK's ``save_changes`` (as samples
+    do before a long call), then changes it again."""
+
+    def __init__(self, conversation: ConversationState) -> None:
+        self.conversation = conversation
+        self.before = conversation.create_property("before")
+        self.after = conversation.create_property("after")
+
+    async def on_message_activity(self, turn_context: TurnContext) -> None:
+        await self.before.set(turn_context, turn_context.activity.text)
+        await self.conversation.save_changes(turn_context)
+        await self.after.set(turn_context, turn_context.activity.text)
+        await turn_context.send_activity(f"saved {turn_context.activity.text} twice")
+
+
+async def test_a_scope_saved_mid_turn_and_changed_again_is_saved_as_it_ends(shared: Shared) -> None:
+    turn_storage = TurnScopedStorage(StateStorage(shared.handle()))
+    conversation = ConversationState(turn_storage)
+    runner = TurnRunner(SavesEarly(conversation), [conversation], turn_storage, FAST_RETRIES)
+    adapter = TestAdapter(runner.on_turn, template("conversation-1", "user-1"))
+    await adapter.send("one")
+    assert texts(adapter) == ["saved one twice"]
+    found = (await StateStorage(shared.outside).read([CONVERSATION]))[CONVERSATION]
+    assert (found.get("before"), found.get("after")) == ("one", "one")
+
+
 # --- one read round, one write -------------------------------------------------------------
 
 

@@ -263,7 +263,9 @@ class TurnRunner(Bot):
         A turn that writes in its conversation also rewrites the participants record as it
         read it, listing the user, with the user's index entry if either was missing: a
         ``forget me`` that took them out meanwhile makes the save fail and run again."""
-        changes: Dict[str, Change] = {}
+        # What the bot wrote to storage itself, then the scopes: a scope saved mid-turn
+        # (``save_changes``) and changed again after counts as it is now.
+        changes: Dict[str, Change] = dict(snapshot.staged)
         for state in self._states:
             cached = state.get_cached_state(context)
             if cached is None or not cached.is_changed:
@@ -271,9 +273,9 @@ class TurnRunner(Bot):
             key = state.get_storage_key(context)
             document = {name: value for name, value in cached.state.items() if name != "e_tag"}
             if not document and not snapshot.exists(key):
-                continue  # the SDK marks a never-stored scope "changed"; there is nothing to create
+                changes.pop(key, None)  # nothing to create (the SDK marks a new scope "changed")
+                continue
             changes[key] = Change(key, document, snapshot.condition_for(key))
-        changes.update(snapshot.staged)
         ids = keys.TurnIds.of(context.activity)
         membership = keys.membership(ids.channel, ids.user, ids.conversation)
         conversation = keys.conversation_state(ids.channel, ids.conversation)
