@@ -502,6 +502,57 @@ async def test_a_scope_saved_mid_turn_and_changed_again_is_saved_as_it_ends(shar
     assert (found.get("before"), found.get("after")) == ("one", "one")
 
 
+class Skewed(Tapped):
+    """A store whose several-item read may be served item by item: once ``between`` is set,
+    the next read that names ``last`` serves every other item first, runs ``between``,
+    then serves ``last`` (as gathered point reads may be answered)."""
+
+    def __init__(self, inner: ItemStore, last: str) -> None:
+        super().__init__(inner)
+        self.last = last
+        self.between: Optional[Callable[[], Awaitable[None]]] = None
+
+    async def get(self, item_ids: Sequence[str]) -> Dict[str, Item]:
+        between, self.between = self.between, None
+        if between is None or self.last not in item_ids:
+            self.between = between
+            return await super().get(item_ids)
+        found = dict(await self.inner.get([i for i in item_ids if i != self.last]))
+        await between()
+        found.update(await self.inner.get([self.last]))
+        return found
+
+
+async def test_forget_me_keeps_the_index_entry_of_a_message_saved_between_its_reads(shared: Shared) -> None:
+    """``forget me`` has emptied the conversation and reads the user's index entry with the
+    conversation, to delete the entry unless the user is back. A message of theirs is saved
+    (and rolled forward) after the conversation was read and before the entry was: the
+    entry must stay, so that the next ``forget me`` finds the new records."""
+    theirs = instance(shared)
+    adapter = theirs.adapter()
+    await adapter.send("cheese")
+    texts(adapter)
+    membership = keys.membership(CHANNEL, "user-1", "conversation-1")
+    skewed = Skewed(shared.handle(), last=membership)
+    forgetting = StateStorage(skewed)
+
+    async def a_message_is_saved() -> None:
+        await adapter.send("ham")
+        await settle()
+
+    async def arm_on_the_entry(puts: Sequence[Put]) -> None:
+        if any(put.item_id == CONVERSATION for put in puts):  # the conversation is emptied
+            skewed.before_put = None
+            skewed.between = a_message_is_saved
+
+    skewed.before_put = arm_on_the_entry
+    await forget_user(forgetting, CHANNEL, "user-1")
+    assert texts(adapter) == ["Order: ham"]
+    await forget_user(StateStorage(shared.outside), CHANNEL, "user-1")
+    left = set(await stored(shared.outside))
+    assert not [key for key in left if "user-1" in key], sorted(left)
+
+
 # --- one read round, one write -------------------------------------------------------------
 
 

@@ -139,15 +139,17 @@ class StateStorage(Storage):
     ) -> T:
         """Apply ``edit`` to a partition as stored (readable or not) and write the result
         back under its e_tag, again on conflict; ``edit`` returns the new partition and a
-        result to hand back. The ``read_with`` partitions are read in the same round and
-        passed to ``edit`` after it. For maintenance such as ``forget me``, not for turns."""
+        result to hand back. The ``read_with`` partitions are read just after it (a commit
+        across partitions marks ``item_id`` before it changes them, so either the edit sees
+        their change or its write fails) and passed to ``edit`` after it. For maintenance
+        such as ``forget me``, not for turns."""
         for attempt in range(MERGE_ATTEMPTS * 2):
-            loaded = await self._partitions.load([item_id, *read_with])
-            current = loaded[item_id]
+            current = (await self._partitions.load([item_id]))[item_id]
             if current.pending is not None:
                 await asyncio.sleep(0.05 * 2**attempt)  # a commit in flight: let it land
                 continue
-            updated, result = edit(current, *(loaded[other] for other in read_with))
+            others = await self._partitions.load(read_with) if read_with else {}
+            updated, result = edit(current, *(others[other] for other in read_with))
             if updated != current:
                 try:
                     await self._partitions.put(updated, current)
