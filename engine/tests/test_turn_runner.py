@@ -29,6 +29,7 @@ from state_engine.stores import BACKENDS, StateStorage, open_items, read_backend
 from state_engine.stores.items import Item, ItemStore, Put
 from state_engine.stores.memory import MemoryItems
 from state_engine.stores.partition import Record, parse
+from state_engine.stores import partitions as partitions_module
 from state_engine.stores.transactions import settle
 from state_engine.turns import RetryPolicy, TurnMessages, TurnRunner, TurnScopedStorage
 
@@ -835,3 +836,21 @@ def test_retry_policy_is_bounded() -> None:
     policy = RetryPolicy(max_retries=1000, base_delay_seconds=0.02, max_delay_seconds=0.5)
     delays = [policy.delay(attempt) for attempt in range(1, 1000)]
     assert max(delays) <= 0.5 and min(delays) >= 0
+
+
+async def test_the_cache_of_last_versions_is_bounded_by_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partition whose item is large is read again rather than kept; all that is kept
+    stays under the size budget, oldest out first (one large item each in 1,024
+    conversations would otherwise have held gigabytes)."""
+    monkeypatch.setattr(partitions_module, "CACHE_TOTAL_CHARS", 20_000)
+    storage = StateStorage(MemoryItems())
+    cache = storage._partitions
+    big = keys.conversation_state(CHANNEL, "big")
+    await storage.write({big: {"text": "x" * (partitions_module.CACHE_ITEM_CHARS + 1)}})
+    assert cache.known(big) is None
+    small = [keys.conversation_state(CHANNEL, f"small-{n}") for n in range(40)]
+    for key in small:
+        await storage.write({key: {"text": "y" * 1000}})
+    kept = [key for key in small if cache.known(key) is not None]
+    assert kept == small[-len(kept):] and 0 < len(kept) < len(small)
+    assert cache._cached_chars <= 20_000

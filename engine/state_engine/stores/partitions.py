@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 CLOCK_MARGIN_SECONDS = 2.0
 #: Times a reader looks again at a home partition that moved while it was deciding.
 RESOLVE_ATTEMPTS = 4
+#: The cache of last versions holds no partition whose item is longer than this, and at
+#: most this many characters of items in all (it is a hint: a partition not kept is read).
+CACHE_ITEM_CHARS = LARGE_ITEM_CHARS
+CACHE_TOTAL_CHARS = 32 * 1024 * 1024
 
 
 def new_etag() -> str:
@@ -47,6 +51,8 @@ class Partitions:
         self._clock = clock
         self._cache: "OrderedDict[str, Partition]" = OrderedDict()
         self._cache_size = cache_size
+        self._chars: Dict[str, int] = {}
+        self._cached_chars = 0
 
     def known(self, item_id: str) -> Optional[Partition]:
         """The partition as last read or written here (a hint: writes are conditional)."""
@@ -54,6 +60,7 @@ class Partitions:
 
     def evict(self, item_id: str) -> None:
         self._cache.pop(item_id, None)
+        self._cached_chars -= self._chars.pop(item_id, 0)
 
     async def load(self, item_ids: Iterable[str]) -> Dict[str, Partition]:
         """Read partitions in one round trip, resolving any transaction marker they carry."""
@@ -64,7 +71,7 @@ class Partitions:
             if partitions[item_id].pending is not None and not partitions[item_id].unreadable:
                 partitions[item_id] = await self._resolve(partitions[item_id], partitions)
         for partition in partitions.values():
-            self._remember(partition)
+            self._remember(partition, _length(items.get(partition.item_id)))
         return partitions
 
     async def _parse(self, item_id: str, item: Optional[Item]) -> Partition:
@@ -137,7 +144,7 @@ class Partitions:
         except WriteOutcomeUnknownError as unknown:
             return (await self._settle([(partition, base)], unknown))[0]
         written = replace(partition, item_etag=e_tag)
-        self._remember(written)
+        self._remember(written, len(put.text or "") if put is not None else 0)
         return written
 
     async def put_all(self, partitions: Sequence[Partition], bases: Dict[str, Partition]) -> None:
@@ -148,8 +155,9 @@ class Partitions:
         except WriteOutcomeUnknownError as unknown:
             await self._settle([(partition, bases[partition.item_id]) for partition in partitions], unknown)
             return
-        for partition in partitions:
-            self._remember(replace(partition, item_etag=e_tags.get(partition.item_id)))
+        for partition, put in zip(partitions, puts):
+            chars = len(put.text or "") if put is not None else 0
+            self._remember(replace(partition, item_etag=e_tags.get(partition.item_id)), chars)
 
     async def _settle(
         self, writes: List[Tuple[Partition, Partition]], unknown: WriteOutcomeUnknownError
@@ -168,7 +176,7 @@ class Partitions:
                 raise unknown from None
             if any(_landed(written, base, current[base.item_id]) for written, base in writes):
                 for partition in current.values():
-                    self._remember(partition)
+                    self._remember(partition, _length(items.get(partition.item_id)))
                 return [current[item_id] for item_id in item_ids]
             if any(current[base.item_id].item_etag != base.item_etag for _, base in writes):
                 raise unknown
@@ -182,15 +190,25 @@ class Partitions:
                 continue  # it moved after all: perhaps the write has landed just now
             except StorageError:
                 raise unknown from None
-            self._remember(replace(witness, item_etag=fenced))
+            self._remember(replace(witness, item_etag=fenced), len(witness.text))
             raise StorageUnavailableError(f"{unknown} It was then fenced off: nothing of it was written.")
         raise unknown
 
-    def _remember(self, partition: Partition) -> None:
+    def _remember(self, partition: Partition, chars: int) -> None:
+        """Keep ``partition`` (its item ``chars`` long) as the last version known here."""
+        self.evict(partition.item_id)
+        if chars > CACHE_ITEM_CHARS:
+            return
         self._cache[partition.item_id] = partition
-        self._cache.move_to_end(partition.item_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._chars[partition.item_id] = chars
+        self._cached_chars += chars
+        while len(self._cache) > self._cache_size or self._cached_chars > CACHE_TOTAL_CHARS:
+            oldest, _ = self._cache.popitem(last=False)
+            self._cached_chars -= self._chars.pop(oldest)
+
+
+def _length(item: Optional[Item]) -> int:
+    return 0 if item is None else len(item.text)
 
 
 def _landed(written: Partition, base: Partition, current: Partition) -> bool:
