@@ -35,7 +35,7 @@ from dialogs import ProfileDialog
 from state_engine.turns import TurnScopedStorage
 
 from .texts import ADD_USAGE, CANCELLED, CLEARED, HELP, NO_TEXT, NOTHING_TO_CANCEL, forgotten
-from .texts import STATE_OFF, WELCOME, state_summary
+from .texts import ORDER_FULL, STATE_OFF, WELCOME, state_summary
 
 # Interruptions: understood at any step of the profile questions.
 CANCEL_COMMANDS = ("cancel", "stop")
@@ -197,8 +197,15 @@ class StateBot(ActivityHandler):
         if not topping:
             await turn_context.send_activity(ADD_USAGE)
             return
+        topping = topping[: PizzaOrder.MAX_TOPPING_LENGTH]
         order: PizzaOrder = await self.order_accessor.get(turn_context, PizzaOrder)
-        said = f"Added {topping}." if order.add(topping) else f"{topping} is already on the order."
+        if order.has(topping):
+            said = f"{topping} is already on the order."
+        elif order.full:
+            said = ORDER_FULL.format(limit=PizzaOrder.MAX_TOPPINGS)
+        else:
+            order.add(topping)
+            said = f"Added {topping}."
         await turn_context.send_activity(f"{said} {order.describe()}")
 
     async def _welcome(self, turn_context: TurnContext) -> None:

@@ -31,6 +31,7 @@ NO_TEXT = "I can only read text, and that message had none. Type anything to con
 CANCELLED = "Cancelled the profile; nothing was changed."
 NOTHING_TO_CANCEL = "There is nothing to cancel: no question is waiting for your answer."
 ADD_USAGE = "Tell me what to add, e.g. `add mushrooms`."
+ORDER_FULL = "The order has {limit} toppings already, as many as fit; `clear order` starts again."
 CLEARED = "Cleared the order."
 STATE_OFF = "The state command is turned off on this bot."
 

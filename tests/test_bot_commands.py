@@ -8,6 +8,7 @@ import pytest
 from bots import BotSettings
 from bots.texts import CANCELLED, HELP, NOTHING_TO_CANCEL, WELCOME
 from state_engine.stores import memory_storage
+from data_models import PizzaOrder
 from tests.bot_harness import build_test_adapter
 
 ASK_NAME = "What is your name?"
@@ -162,3 +163,20 @@ async def test_state_says_when_the_docs_name_question_is_waiting():
     await (await flow.send("state")).assert_reply(
         line_containing("you sent 4 messages here; no question is waiting for your answer.")
     )
+
+
+async def test_an_order_holds_a_bounded_number_of_toppings_of_bounded_length():
+    """What one conversation stores, and what every reply repeats, stays small."""
+    adapter = build_test_adapter(memory_storage())
+    long_name = "x" * (PizzaOrder.MAX_TOPPING_LENGTH + 500)
+    await adapter.send(f"add {long_name}")
+    assert adapter.activity_buffer[-1].text.startswith(f"Added {long_name[: PizzaOrder.MAX_TOPPING_LENGTH]}. ")
+    for n in range(1, PizzaOrder.MAX_TOPPINGS):
+        await adapter.send(f"add topping {n}")
+    await adapter.send("add one too many")
+    reply = adapter.activity_buffer[-1].text
+    assert reply.startswith(f"The order has {PizzaOrder.MAX_TOPPINGS} toppings already")
+    listed = reply.split("Order: ", 1)[1].split(", ")
+    assert len(listed) == PizzaOrder.MAX_TOPPINGS and "one too many" not in listed
+    await adapter.send("add topping 3")  # already on it: said so, full or not
+    assert adapter.activity_buffer[-1].text.startswith("topping 3 is already on the order.")
