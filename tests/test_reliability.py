@@ -214,6 +214,25 @@ def test_a_frozen_disk_costs_a_turn_its_deadline_at_most_and_healthz_names_it(
         assert bot.alive and "Traceback" not in bot.logs()
 
 
+def test_a_bot_whose_disk_froze_mid_write_still_stops_when_told(freezable_disk: FreezableDisk) -> None:
+    """SIGTERM (App Service's restart, Ctrl+C) while a write hangs on a frozen disk: the
+    worker cannot end until the disk answers, but the bot does, in seconds."""
+    env = {"STORAGE": "sqlite", "SQLITE_PATH": str(freezable_disk.path / "state.sqlite3"),
+           "TURN_DEADLINE_SECONDS": str(DEADLINE)}
+    with ChannelServer() as channel, BotProcess(env) as bot:
+        client = EmulatorClient(bot.url, channel)
+        client.say("add cheese", "cy-c", "cy")
+        freezable_disk.freeze()
+        try:
+            client.say("add ham", "cy-c", "cy")  # its write hangs in the worker
+            started = time.monotonic()
+            code = bot.stop(grace=10)
+            took = time.monotonic() - started
+        finally:
+            freezable_disk.thaw()
+        assert code is not None and took < 8, f"ended by a kill after {took:.1f} s" if code is None else took
+
+
 def test_a_full_disk_is_named_by_healthz_and_the_bot_goes_on_once_there_is_room(small_disk: Path) -> None:
     env = {"STORAGE": "sqlite", "SQLITE_PATH": str(small_disk / "state.sqlite3")}
     with ChannelServer() as channel, BotProcess(env) as bot:

@@ -123,7 +123,9 @@ class _Worker:
             self._calls.clear()
 
     async def close(self) -> None:
-        """Let the worker finish the calls it has, then end (or be ended, if stuck)."""
+        """Let the worker finish the calls it has, then end (or be ended, if stuck). A
+        worker inside a call to a disk that does not answer cannot end even when killed:
+        then it is left to the system, and the bot stops all the same."""
         assert self._process.stdin is not None
         self._process.stdin.close()
         try:
@@ -131,7 +133,12 @@ class _Worker:
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
-            await self._process.wait()
+            try:
+                await asyncio.wait_for(self._process.wait(), _CLOSE_SECONDS)
+            except TimeoutError:
+                logger.warning("SQLite worker %d did not end: its disk is not answering", self.pid)
+                self._answers.cancel()
+                return
         await self._answers
 
 

@@ -139,8 +139,9 @@ class BotProcess:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        self._process.stop()
+    def stop(self, grace: float = 10.0) -> Optional[int]:
+        """SIGTERM, then a kill after ``grace`` seconds; the exit code (None: killed)."""
+        return self._process.stop(grace=grace)
 
     def restart(self) -> "BotProcess":
         self.stop()
