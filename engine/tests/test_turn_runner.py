@@ -22,10 +22,11 @@ from botbuilder.schema import Activity, ActivityTypes, ChannelAccount, Conversat
 from state_engine import keys
 from state_engine.codec import register_dataclass
 from state_engine.conditions import ABSENT, Expect
-from state_engine.errors import StorageUnavailableError, WriteOutcomeUnknownError
+from state_engine.errors import ItemTooLargeError, StorageUnavailableError, WriteOutcomeUnknownError
 from state_engine.forget import forget_user
 from state_engine.state import ConversationState, PrivateConversationState, UserState
 from state_engine.stores import BACKENDS, StateStorage, open_items, read_backend_settings, transactions
+from state_engine.stores.state_storage import Change
 from state_engine.stores.items import Item, ItemStore, Put
 from state_engine.stores.memory import MemoryItems
 from state_engine.stores.partition import Record, parse
@@ -552,6 +553,29 @@ async def test_forget_me_keeps_the_index_entry_of_a_message_saved_between_its_re
     await forget_user(StateStorage(shared.outside), CHANNEL, "user-1")
     left = set(await stored(shared.outside))
     assert not [key for key in left if "user-1" in key], sorted(left)
+
+
+async def test_a_commit_whose_marker_would_not_fit_is_refused_before_anything_is_written(
+    shared: Shared,
+) -> None:
+    """A partition at 60 % of the store's item limit, rewritten as large, with another
+    partition: where the store has no atomic batch, its marker holds both versions (120 %),
+    which no reader would take. The commit is refused whole, before any write; with a batch
+    it lands."""
+    storage = StateStorage(shared.handle())
+    user = keys.user_state(CHANNEL, "user-1")
+    await storage.write({user: {"notes": "n" * int(storage.max_item_bytes * 0.6)}})
+    before = await stored(shared.outside)
+    # The conversation first, as the runner orders a turn's changes: it is the home.
+    rewritten = "r" * int(storage.max_item_bytes * 0.6)
+    changes = [Change(CONVERSATION, {"order": ["cheese"]}), Change(user, {"notes": rewritten})]
+    if storage.items.atomic_batch:
+        await storage.commit(changes)
+        assert (await storage.read([user]))[user]["notes"] == rewritten
+        return
+    with pytest.raises(ItemTooLargeError):
+        await storage.commit(changes)
+    assert await stored(shared.outside) == before
 
 
 # --- one read round, one write -------------------------------------------------------------

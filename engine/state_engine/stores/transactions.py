@@ -49,6 +49,8 @@ async def commit_across(
         )
         for item_id in others
     }
+    for marker in markers.values():  # a marker holds both versions: it may not fit
+        partitions.check_size(marker)
     results = await asyncio.gather(
         *(partitions.put(markers[i], bases[i]) for i in others), return_exceptions=True
     )
