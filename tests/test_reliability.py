@@ -66,6 +66,29 @@ def test_a_channel_that_never_answers_frees_the_conversation_within_the_deadline
         assert json.loads(http_get(f"{bot.url}/healthz")[1])["replies"] == "ok"
 
 
+def test_a_channel_that_hangs_for_many_turns_holds_up_no_other_channels_replies() -> None:
+    """150 conversations of a channel that never answers, at once: their replies hold at
+    most a quarter of the bot's connections, so a conversation on a working channel gets
+    all its replies at once (they waited behind the hung ones for their whole budget)."""
+    env = {"STORAGE": "memory", "TURN_DEADLINE_SECONDS": str(2 * DEADLINE)}
+    with Blackhole() as hung, ChannelServer() as channel, BotProcess(env) as bot:
+        client = EmulatorClient(bot.url, channel)
+        bodies = [client.activity(text="hi", conversation_id=f"hung-{n}", serviceUrl=hung.url) for n in range(150)]
+
+        async def flood_then_talk() -> Tuple[List[str], float]:
+            flood = asyncio.create_task(_post_all(f"{bot.url}/api/messages", bodies))
+            await asyncio.sleep(1.5)
+            started = time.monotonic()
+            replies = await asyncio.to_thread(client.say, "hi", "working", "wendy")
+            took = time.monotonic() - started
+            await flood
+            return replies, took
+
+        replies, took = asyncio.run(flood_then_talk())
+        print(f"\nthe working channel's turn took {took:.2f} s")
+        assert replies[-1] == "What is your name?" and took < 1.5
+
+
 def test_a_turn_whose_replies_hang_ends_within_the_default_deadline_and_keeps_its_state() -> None:
     """The default deadline (the reply's own budget is shorter): the replies give up, the
     error handler sends nothing more to that channel and clears nothing, and the request

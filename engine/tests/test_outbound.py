@@ -194,6 +194,27 @@ async def test_no_answer_in_time_is_a_timeout_and_waiting_for_a_connection_is_no
     await http.close()
 
 
+async def test_an_origin_that_hangs_holds_only_its_share_of_the_connections() -> None:
+    """Calls to a channel that never answers fill that origin's share; a call to another
+    origin still gets a connection at once (it waited behind them for its whole timeout)."""
+    http = HttpClient(limits=Limits(connections=8, per_origin=4))
+
+    async def handle(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    with Blackhole() as hole:
+        async with serving(handle) as url:
+            hung = [asyncio.create_task(http.request("POST", hole.url, {}, b"x", timeout=3)) for _ in range(12)]
+            await asyncio.sleep(0.3)
+            started = asyncio.get_running_loop().time()
+            answer = await http.request("GET", f"{url}/", {}, timeout=2)
+            assert answer.status == 200 and asyncio.get_running_loop().time() - started < 1
+            assert hole.accepted == 4
+            await asyncio.gather(*hung, return_exceptions=True)
+    assert not http._origin_gates, "no origin's gate outlives its calls"
+    await http.close()
+
+
 async def test_a_connection_the_server_closed_while_idle_is_not_used_again(client: HttpClient) -> None:
     async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")

@@ -10,9 +10,9 @@ import base64
 import re
 import ssl
 from collections import OrderedDict
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import List, Mapping, Optional, Tuple, Union
+from typing import AsyncIterator, Dict, List, Mapping, Optional, Tuple, Union
 
 from yarl import URL
 
@@ -35,10 +35,12 @@ class NotSent(ConnectionError):
 
 @dataclass(frozen=True)
 class Limits:
-    """How many connections may be busy at once (every origin together; a call beyond
-    waits for one), and how long one may rest unused before it is closed."""
+    """How many connections may be busy at once, every origin together and for one origin
+    (a call beyond waits for one: an origin that hangs holds no more than its share), and
+    how long one may rest unused before it is closed."""
 
     connections: int = 100
+    per_origin: int = 100
     idle_seconds: float = 15.0
 
 
@@ -55,6 +57,12 @@ class _Connection:
             and not self.reader.at_eof()
             and now - self.idle_since < idle_seconds
         )
+
+
+@dataclass
+class _OriginGate:
+    semaphore: asyncio.Semaphore
+    users: int = 0
 
 
 @dataclass
@@ -77,6 +85,7 @@ class HttpClient:
     ) -> None:
         self._limits = limits
         self._gate = asyncio.Semaphore(limits.connections)
+        self._origin_gates: Dict[Origin, _OriginGate] = {}
         self._pool = _Pool()
         self._closed = False
         self._ssl_context = ssl_context
@@ -111,7 +120,7 @@ class HttpClient:
         sent = False
         try:
             async with asyncio.timeout(timeout):
-                async with self._gate:
+                async with self._origin_gate(origin), self._gate:
                     connection = self._reuse(origin) or await self._open(url)
                     sent = True
                     connection.writer.write(data)
@@ -147,6 +156,21 @@ class HttpClient:
         with suppress(TimeoutError):
             async with asyncio.timeout(_CLOSE_SECONDS):
                 await asyncio.gather(*(c.writer.wait_closed() for c in connections), return_exceptions=True)
+
+    @asynccontextmanager
+    async def _origin_gate(self, origin: Origin) -> AsyncIterator[None]:
+        """One of ``origin``'s busy connections, kept only while someone holds or awaits it."""
+        gate = self._origin_gates.get(origin)
+        if gate is None:
+            gate = self._origin_gates[origin] = _OriginGate(asyncio.Semaphore(self._limits.per_origin))
+        gate.users += 1
+        try:
+            async with gate.semaphore:
+                yield
+        finally:
+            gate.users -= 1
+            if not gate.users:
+                del self._origin_gates[origin]
 
     def _reuse(self, origin: Origin) -> Optional[_Connection]:
         idle = self._pool.by_origin.get(origin)

@@ -59,7 +59,8 @@ class PooledBotFrameworkAuthentication(BotFrameworkAuthentication):
 
     def _shared_client(self) -> HttpClient:
         if self._client is None:
-            self._client = HttpClient(limits=Limits(connections=100, idle_seconds=30))
+            # A quarter for one channel: one that hangs cannot hold up the replies to the others.
+            self._client = HttpClient(limits=Limits(connections=100, per_origin=25, idle_seconds=30))
         return self._client
 
     async def close(self) -> None:
