@@ -25,6 +25,7 @@ from state_engine.stores.memory import MemoryItems
 from state_engine.turns import TurnMessages
 from bots import BotSettings
 from bots.state_bot import WELCOME
+from data_models import PizzaOrder
 
 TOO_LARGE_MESSAGE, UNSAFE_MESSAGE = TurnMessages().too_large, TurnMessages().unsafe
 from tests.bot_harness import build_test_adapter
@@ -113,11 +114,11 @@ async def _named(adapter, name: str) -> None:
     assert await _say(adapter, name) == [f"Thanks {name}. To see conversation data, type anything."]
 
 
-async def _until_too_large(adapter, store: SmallItems, text: str) -> Dict[str, Item]:
+async def _until_too_large(adapter, store: SmallItems, text: str, turns: int = 10) -> Dict[str, Item]:
     """Say ``text`` until a turn is refused; the store as it was before that turn."""
-    for turn in range(10):
+    for turn in range(turns):
         before = store.snapshot()
-        replies = await _say(adapter, f"{text}{turn}")  # distinct: a repeated topping is not added
+        replies = await _say(adapter, text.format(turn=turn))  # distinct: a repeated topping is not added
         if replies == [TOO_LARGE_MESSAGE]:
             return before
     raise AssertionError("no turn was refused; the limit was never reached")
@@ -128,18 +129,20 @@ async def test_an_utterance_log_over_the_limit_is_refused_before_the_write():
     settings = BotSettings(utterance_log_size=1000, max_text_length=100_000)
     adapter = build_test_adapter(StateStorage(store), settings)
     await _named(adapter, "Ada")
-    before = await _until_too_large(adapter, store, "m" * 1500)
+    before = await _until_too_large(adapter, store, "m" * 1500 + "{turn}")
     assert store.snapshot() == before  # nothing of the refused turn was written
 
 
 async def test_a_conversation_state_over_the_limit_is_refused_and_nothing_of_the_turn_is_kept():
-    """The order grows without bound (the log does not: it keeps 2 utterances). The turn
-    that would make it too large changes nothing, not even the utterance log the bot
-    writes "directly to storage" (the turn runner stages it with the turn's state)."""
+    """The order grows (the log does not: it keeps 2 utterances) on a store whose limit is
+    below a full order. The turn that would make it too large changes nothing, not even
+    the utterance log the bot writes "directly to storage" (the turn runner stages it with
+    the turn's state)."""
     store = SmallItems()
+    store.max_item_bytes = 2500
     adapter = build_test_adapter(StateStorage(store), BotSettings(utterance_log_size=2, max_text_length=100_000))
     await _named(adapter, "Ada")
-    before = await _until_too_large(adapter, store, "add " + "t" * 1500)
+    before = await _until_too_large(adapter, store, "add {turn:02d}" + "t" * 48, turns=PizzaOrder.MAX_TOPPINGS)
     assert store.snapshot() == before
 
 
