@@ -646,11 +646,35 @@ async def test_a_write_that_hangs_is_unsure_within_the_deadline(shared: Shared) 
     await adapter.send("ham")
     assert time.perf_counter() - started < 1.5
     assert texts(adapter) == [MESSAGES.unsure]
+    never.set()  # the store answers again: the cut-off commit is settled
     assert await stored(shared.outside) == before
 
     ours.items.before_put = None
     await asyncio.wait_for(adapter.send("ham"), 1)
     assert texts(adapter) == ["Order: cheese, ham"]
+
+
+async def test_a_commit_cut_off_by_the_deadline_leaves_no_marker_in_the_next_turns_way(shared: Shared) -> None:
+    """The deadline cancels a save while its home partition's write hangs (on the cloud
+    stores, after the markers on the user's partitions were written). The user hears it
+    may not have been saved; the markers are taken back at once, so their next message is
+    saved (it got "busy" until the markers expired)."""
+    ours = instance(shared, deadline_seconds=1.0)
+    adapter, before = await after_one_turn(ours)
+    never = asyncio.Event()
+
+    async def hang_the_home(puts: Sequence[Put]) -> None:
+        if any(put.item_id == CONVERSATION for put in puts):
+            ours.items.before_put = None
+            await never.wait()
+
+    ours.items.before_put = hang_the_home
+    await adapter.send("ham")
+    assert texts(adapter) == [MESSAGES.unsure]
+    await settle()
+    assert await stored(shared.outside) == before
+    await asyncio.wait_for(adapter.send("olives"), 1)
+    assert texts(adapter) == ["Order: cheese, olives"]
 
 
 def answer_lost(ours: Instance, shared: Shared, lands: bool) -> PutHook:

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
-from typing import Callable, Dict, List, Optional, Set
+from typing import Awaitable, Callable, Dict, List, Optional, Set
 
 from ..errors import PreconditionFailedError, StorageError, StorageUnavailableError, WriteOutcomeUnknownError
 from .partition import Partition, Pending, Record
 from .partitions import Partitions, new_etag
 
 logger = logging.getLogger(__name__)
-#: Roll-forwards still running (kept referenced until done).
-_rolling: Set["asyncio.Task[Partition]"] = set()
+#: Roll-forwards and clean-ups still running (kept referenced until done).
+_rolling: Set["asyncio.Task[object]"] = set()
 
 
 class PartitionMoved(Exception):
@@ -51,6 +51,26 @@ async def commit_across(
     }
     for marker in markers.values():  # a marker holds both versions: it may not fit
         partitions.check_size(marker)
+    try:
+        await _prepare_and_commit(partitions, bases, updated, markers, home, tx, expires, clock)
+    except asyncio.CancelledError:
+        # Cut off (the turn's deadline): settled in the background, so that its markers do
+        # not make the next turns of these partitions wait until they expire.
+        _in_background(_cut_off(partitions, bases, markers, home, tx))
+        raise
+
+
+async def _prepare_and_commit(
+    partitions: Partitions,
+    bases: Dict[str, Partition],
+    updated: Dict[str, Partition],
+    markers: Dict[str, Partition],
+    home: str,
+    tx: str,
+    expires: float,
+    clock: Callable[[], float],
+) -> None:
+    others = list(markers)
     results = await asyncio.gather(
         *(partitions.put(markers[i], bases[i]) for i in others), return_exceptions=True
     )
@@ -76,8 +96,38 @@ async def commit_across(
     for marker in prepared.values():
         # Off the turn's critical path: the home names the transaction, so any reader
         # already counts the markers' changes, and rolls them forward itself if need be.
-        _rolling.add(task := asyncio.create_task(partitions.rolled_forward(marker)))
-        task.add_done_callback(_rolling.discard)
+        _in_background(partitions.rolled_forward(marker))
+
+
+def _in_background(work: Awaitable[object]) -> None:
+    task = asyncio.ensure_future(work)
+    _rolling.add(task)
+    task.add_done_callback(_rolling.discard)
+
+
+async def _cut_off(
+    partitions: Partitions, bases: Dict[str, Partition], markers: Dict[str, Partition], home: str, tx: str
+) -> None:
+    """Settle a commit that was cancelled: fence its home, so that it can never land, and
+    take its markers back; if the home had already taken it, roll them forward instead.
+    Best effort: what is left is fenced off by readers once it expires."""
+    try:
+        try:
+            await partitions.put(bases[home], bases[home], fence=True)
+            committed = False
+        except PreconditionFailedError:  # the home moved: by this commit, or by another writer
+            current = (await partitions.load([home]))[home]
+            committed = any(current.commits.get(item_id) == tx for item_id in markers)
+        found = await partitions.load(markers)
+        for item_id, partition in found.items():
+            if partition.pending is None or partition.pending.tx != tx:
+                continue  # never written, or already settled by a reader
+            if committed:
+                await partitions.rolled_forward(partition)
+            else:
+                await _withdraw(partitions, {item_id: partition}, bases)
+    except StorageError as error:
+        logger.info("a cut-off commit's markers are left to expire: %s", error)
 
 
 async def settle() -> None:
