@@ -3,19 +3,21 @@ only the failing user's dialog: in a group, everyone else's state and the shared
 
 from __future__ import annotations
 
+from typing import Tuple
+
 from botbuilder.core import TurnContext
 from botbuilder.core.adapters import TestAdapter
 from botbuilder.schema import ActivityTypes
 
 from bots.state_bot import StateBot
 from state_engine import keys
-from state_engine.stores import memory_storage
+from state_engine.stores import StateStorage, memory_storage
 from state_engine.turns import RetryPolicy, TurnRunner, TurnScopedStorage, make_on_turn_error
 from tests.bot_harness import activity_template, build_bot
 
 
-async def test_an_unhandled_error_clears_only_the_failing_users_dialog():
-    store = memory_storage()
+def failing_on_boom(store: StateStorage) -> Tuple[StateBot, TurnRunner]:
+    """The sample's bot, whose message "boom" raises (a bug), and its turn runner."""
     turn_storage = TurnScopedStorage(store)
     bot = build_bot(turn_storage)
 
@@ -25,7 +27,12 @@ async def test_an_unhandled_error_clears_only_the_failing_users_dialog():
         await StateBot.on_message_activity(bot, turn_context)
 
     bot.on_message_activity = fail_on_boom
-    runner = TurnRunner(bot, bot.states, turn_storage, RetryPolicy())
+    return bot, TurnRunner(bot, bot.states, turn_storage, RetryPolicy())
+
+
+async def test_an_unhandled_error_clears_only_the_failing_users_dialog():
+    store = memory_storage()
+    bot, runner = failing_on_boom(store)
     adapters = {}
     for user in ("ann", "bo"):
         template = activity_template("group", user)
@@ -59,16 +66,7 @@ async def test_the_error_handler_never_clears_what_a_later_turn_saved():
     another instance, or queued behind it) is saved and answered. The handler deletes only
     the version the failed turn read, so her new dialog step stays."""
     store = memory_storage()
-    turn_storage = TurnScopedStorage(store)
-    bot = build_bot(turn_storage)
-
-    async def fail_on_boom(turn_context: TurnContext) -> None:
-        if turn_context.activity.text == "boom":
-            raise RuntimeError("a bug in the bot")
-        await StateBot.on_message_activity(bot, turn_context)
-
-    bot.on_message_activity = fail_on_boom
-    runner = TurnRunner(bot, bot.states, turn_storage, RetryPolicy())
+    bot, runner = failing_on_boom(store)
     failing, next_one = (TestAdapter(runner.on_turn, activity_template("c", "ann")) for _ in range(2))
     handler = make_on_turn_error(bot.states[2], store)
 
