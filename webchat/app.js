@@ -313,6 +313,9 @@ function renderProperty(cardId, name, value, summary) {
   folded.open = unfolded.has(id);
   folded.addEventListener('toggle', () => (folded.open ? unfolded.add(id) : unfolded.delete(id)));
   const line = element('summary');
+  // Remembered at the click, not at the toggle event, which comes a task later: a refresh
+  // in between would otherwise draw the record as it was before the click.
+  line.addEventListener('click', () => (folded.open ? unfolded.delete(id) : unfolded.add(id)));
   line.append(heading, element('span', 'summary', summary));
   folded.append(line, body);
   block.append(folded);
