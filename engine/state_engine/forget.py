@@ -59,7 +59,9 @@ async def forget_user(
 
     async def in_conversation(conversation: str) -> ForgetReport:
         partition = keys.conversation_state(channel, conversation)
-        return await storage.rewrite(partition, lambda p: _forget_here(p, channel, conversation, user))
+        return await storage.rewrite(
+            partition, lambda found: _forget_here(found, channel, conversation, user)
+        )
 
     async def entry_of(conversation: str) -> ForgetReport:
         return await storage.rewrite(

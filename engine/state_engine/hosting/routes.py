@@ -36,7 +36,9 @@ class RouteSettings:
 
     def __post_init__(self) -> None:
         if self.dev_state and self.app_id:
-            raise ValueError("the development state endpoint (DEV_STATE_ENDPOINT) is never served with an app id")
+            raise ValueError(
+                "the development state endpoint (DEV_STATE_ENDPOINT) is never served with an app id"
+            )
 
 
 def create_web_app(

@@ -162,7 +162,8 @@ class HttpClient:
         """One of ``origin``'s busy connections, kept only while someone holds or awaits it."""
         gate = self._origin_gates.get(origin)
         if gate is None:
-            gate = self._origin_gates[origin] = _OriginGate(asyncio.Semaphore(self._limits.per_origin))
+            gate = _OriginGate(asyncio.Semaphore(self._limits.per_origin))
+            self._origin_gates[origin] = gate
         gate.users += 1
         try:
             async with gate.semaphore:

@@ -106,7 +106,11 @@ def _in_background(work: Awaitable[object]) -> None:
 
 
 async def _cut_off(
-    partitions: Partitions, bases: Dict[str, Partition], markers: Dict[str, Partition], home: str, tx: str
+    partitions: Partitions,
+    bases: Dict[str, Partition],
+    markers: Dict[str, Partition],
+    home: str,
+    tx: str,
 ) -> None:
     """Settle a commit that was cancelled: fence its home, so that it can never land, and
     take its markers back; if the home had already taken it, roll them forward instead.

@@ -42,8 +42,13 @@ def local_env(overrides: Mapping[str, str]) -> Dict[str, str]:
     the developer's bot identity or any store's settings, and with the identity set empty
     so that a developer's ``.env`` cannot fill it in."""
     stores = {setting.name for setting in backend_settings()}
-    kept = {k: v for k, v in os.environ.items() if not k.startswith(IDENTITY_PREFIX) and k not in stores}
-    return {**kept, "MicrosoftAppId": "", "MicrosoftAppPassword": "", "PYTHONUNBUFFERED": "1", **overrides}
+    kept = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(IDENTITY_PREFIX) and name not in stores
+    }
+    identity = {"MicrosoftAppId": "", "MicrosoftAppPassword": ""}
+    return {**kept, **identity, "PYTHONUNBUFFERED": "1", **overrides}
 
 
 class StartError(RuntimeError):

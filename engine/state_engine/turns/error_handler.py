@@ -54,7 +54,7 @@ def make_on_turn_error(
         if e_tag is not None:  # None: the failed attempt found none (or read nothing)
             try:
                 await storage.commit([Change(key, delete=True, condition=if_match(e_tag))])
-            except StorageError as delete_error:  # the store may be what failed, or the user moved on
+            except StorageError as delete_error:  # the store failed, or the user moved on
                 logger.info("the user's private state was not cleared: %s", delete_error)
         if not_told is not None:
             raise not_told

@@ -235,8 +235,9 @@ class TurnRunner(Bot):
                 await self._storage.prefetch(self._turn_keys(context))
                 await self._bot.on_turn(attempt_context)
                 changes = self._changes(attempt_context, snapshot)
+                # The reserve is for saving: a turn with nothing to save may still answer.
                 if changes and loop.time() > save_by:
-                    raise _OutOfTime()  # the reserve is for saving: a turn with nothing to save may answer
+                    raise _OutOfTime()
                 phase[0] = _Phase.SAVING
                 await self._storage.storage.commit(changes)
             except PreconditionFailedError as conflict:
@@ -244,7 +245,7 @@ class TurnRunner(Bot):
                 logger.info("turn conflict (attempt %d): %s", attempt + 1, conflict)
                 continue
             except Exception:
-                read = {key: None if record is None else record.e_tag for key, record in snapshot.read.items()}
+                read = {key: record and record.e_tag for key, record in snapshot.read.items()}
                 context.turn_state[FAILED_TURN] = FailedTurn(saved=False, read=read)
                 raise
             finally:
@@ -297,7 +298,8 @@ class TurnRunner(Bot):
         key = keys.PARTICIPANTS.key(ids.channel, ids.conversation)
         users = participants(snapshot.read.get(key))
         joined = ids.user not in users
-        return Change(key, {"users": users + [ids.user] if joined else users}, snapshot.condition_for(key)), joined
+        listed = users + [ids.user] if joined else users
+        return Change(key, {"users": listed}, snapshot.condition_for(key)), joined
 
     def _explain(self, error: StorageError) -> str:
         logger.error("turn not saved: %s: %s", type(error).__name__, error)

@@ -220,7 +220,8 @@ class PooledConversations:
             except (NotSent, NoAnswer) as error:
                 failure = (None, str(error))
             except ValueError as error:  # not a URL a request can go to: no attempt would do
-                raise ChannelRequestError(method, url, None, f"not a URL replies can go to ({error})") from None
+                detail = f"not a URL replies can go to ({error})"
+                raise ChannelRequestError(method, url, None, detail) from None
             else:
                 if response.status in (200, 201, 202):
                     return _resource_response(method, url, response.status, response.body)
