@@ -103,8 +103,9 @@ def _entry_emptied(
 ) -> Tuple[Partition, ForgetReport]:
     """The user's index entry for ``conversation``, deleted, unless they are among its
     participants again (``home``: the conversation's partition): a turn of theirs saved
-    there since (on another instance) must stay findable by the next ``forget me``. Both
-    were read in one round, and the entry is deleted only if it is still as read."""
+    there since (on another instance) must stay findable by the next ``forget me``. The
+    entry is read first and the conversation just after (``StateStorage.rewrite``), and
+    the entry is deleted only if it is still as read."""
     try:
         back = user in participants(home.records.get(keys.PARTICIPANTS.key(channel, conversation)))
     except (UnsafeDocumentError, AttributeError, TypeError):

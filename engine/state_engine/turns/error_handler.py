@@ -33,7 +33,9 @@ def make_on_turn_error(
 
     async def on_turn_error(context: TurnContext, error: Exception) -> None:
         failed = context.turn_state.get(FAILED_TURN)
-        if isinstance(failed, FailedTurn) and failed.saved:
+        if not isinstance(failed, FailedTurn):  # failed before the runner read anything
+            failed = FailedTurn(saved=False, read={})
+        if failed.saved:
             # The channel is what failed: nothing more goes to it, the state stands, and the
             # error goes back to the route (a 502 for a channel's error).
             raise error
@@ -50,7 +52,7 @@ def make_on_turn_error(
         except Exception as send_error:  # the channel refused: the state is cleared first
             not_told = send_error
         key = private_state.get_storage_key(context)
-        e_tag = failed.read.get(key) if isinstance(failed, FailedTurn) else None
+        e_tag = failed.read.get(key)
         if e_tag is not None:  # None: the failed attempt found none (or read nothing)
             try:
                 await storage.commit([Change(key, delete=True, condition=if_match(e_tag))])
